@@ -1,0 +1,303 @@
+//! Paths in the lake that cannot escape their directory, by construction.
+//!
+//! Every path the service writes is a list of [`Segment`]s, and a `Segment` can only hold
+//! characters that are safe everywhere the lake lives: local file systems (Linux, Windows,
+//! macOS), ADLS Gen2 path names and the URLs the ADLS client builds from them without
+//! escaping. Values taken from events (database and collection names, `_id`s) are *encoded*
+//! into segments, never rejected, so no event can be refused or misplaced because of a name.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Longest encoded event value kept verbatim; longer ones are cut and end in a hash.
+const MAX_ENCODED_VALUE: usize = 100;
+/// Longest segment: file systems and ADLS allow 255 bytes per path component.
+const MAX_SEGMENT: usize = 255;
+/// Marks a cut value; cannot occur otherwise because `~` is always followed by two hex digits.
+const CUT_MARK: &str = "~~";
+
+/// One path component: non-empty, only `[A-Za-z0-9._=~-]`, never `.`-prefixed (so never `.`
+/// or `..`), at most 255 bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Segment(String);
+
+/// Why a configured path component was refused (configuration only: event values are encoded).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SegmentError {
+    #[error("is empty")]
+    Empty,
+    #[error("starts with '.'")]
+    LeadingDot,
+    #[error("is longer than {MAX_SEGMENT} bytes")]
+    TooLong,
+    #[error("contains {0:?}; allowed are letters, digits and . _ = -")]
+    Character(char),
+}
+
+impl Segment {
+    /// Encodes any value taken from an event into a segment.
+    ///
+    /// ASCII letters, digits, `-`, `_` and `.` are kept; every other byte (of the UTF-8
+    /// encoding) becomes `~XX`, as do a leading `.` or `_` (Spark, Synapse and Fabric skip
+    /// files and folders whose names start with them) and `=` (it would look like a Hive
+    /// partition). The empty string becomes `~`. Values whose encoding is longer than 100
+    /// bytes keep their first part and end in `~~` plus a hash of the whole value, so
+    /// distinct values stay distinct.
+    pub fn encode(value: &str) -> Segment {
+        if value.is_empty() {
+            return Segment("~".to_owned());
+        }
+        let mut out = String::with_capacity(value.len());
+        let mut cut_at = None;
+        for (index, byte) in value.bytes().enumerate() {
+            let keep = byte.is_ascii_alphanumeric()
+                || byte == b'-'
+                || (index > 0 && (byte == b'_' || byte == b'.'));
+            let before = out.len();
+            if keep {
+                out.push(byte as char);
+            } else {
+                push_escaped(&mut out, byte);
+            }
+            if cut_at.is_none() && out.len() > MAX_ENCODED_VALUE - CUT_MARK.len() - 16 {
+                cut_at = Some(before);
+            }
+        }
+        if out.len() > MAX_ENCODED_VALUE {
+            let keep = cut_at.unwrap_or(0);
+            out.truncate(keep);
+            out.push_str(CUT_MARK);
+            out.push_str(&short_hash(value.as_bytes()));
+        }
+        Segment(out)
+    }
+
+    /// Validates a path component given in configuration (directory, file-name prefix,
+    /// template text). Configuration is refused at start-up rather than silently encoded,
+    /// so the operator sees the path they asked for or a clear error.
+    pub fn literal(text: &str) -> Result<Segment, SegmentError> {
+        if text.is_empty() {
+            return Err(SegmentError::Empty);
+        }
+        if text.starts_with('.') {
+            return Err(SegmentError::LeadingDot);
+        }
+        if text.len() > MAX_SEGMENT {
+            return Err(SegmentError::TooLong);
+        }
+        if let Some(bad) = text.chars().find(|&c| !is_literal_char(c)) {
+            return Err(SegmentError::Character(bad));
+        }
+        Ok(Segment(text.to_owned()))
+    }
+
+    /// Builds a segment from text the service assembled out of literals and encoded values.
+    ///
+    /// Such text is already safe and is kept as is; anything else (which would be a bug) is
+    /// encoded rather than trusted, so this constructor cannot produce an unsafe segment.
+    pub(crate) fn assemble(text: String) -> Segment {
+        let safe = !text.is_empty()
+            && !text.starts_with('.')
+            && text.len() <= MAX_SEGMENT
+            && text.chars().all(|c| is_literal_char(c) || c == '~');
+        if safe {
+            Segment(text)
+        } else {
+            Segment::encode(&text)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_literal_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=')
+}
+
+fn push_escaped(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('~');
+    out.push(HEX[usize::from(byte >> 4)] as char);
+    out.push(HEX[usize::from(byte & 0x0f)] as char);
+}
+
+/// First 8 bytes of SHA-256 as 16 lowercase hex digits: stable across platforms and
+/// releases (unlike `std`'s hasher), which deterministic paths require.
+pub fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(16);
+    for byte in &digest[..8] {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+/// A relative path inside the lake's filesystem (container): one or more [`Segment`]s.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LakePath {
+    segments: Vec<Segment>,
+}
+
+impl LakePath {
+    /// `None` for an empty list: a path always names something.
+    pub fn new(segments: Vec<Segment>) -> Option<LakePath> {
+        (!segments.is_empty()).then_some(LakePath { segments })
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The last segment: the file's name.
+    pub fn file_name(&self) -> &Segment {
+        // A LakePath is never empty (see `new`).
+        &self.segments[self.segments.len() - 1]
+    }
+
+    /// Every segment but the last: the folder holding the file.
+    pub fn parent_segments(&self) -> &[Segment] {
+        &self.segments[..self.segments.len() - 1]
+    }
+
+    /// The path below `root` on a local file system. It stays below `root` because no
+    /// segment is empty, `.`, `..` or contains a separator.
+    pub fn under(&self, root: &Path) -> PathBuf {
+        let mut path = root.to_path_buf();
+        path.extend(self.segments.iter().map(Segment::as_str));
+        path
+    }
+}
+
+impl fmt::Display for LakePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, segment) in self.segments.iter().enumerate() {
+            if index > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(segment.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn assert_safe(segment: &Segment) {
+        let text = segment.as_str();
+        assert!(!text.is_empty());
+        assert!(!text.starts_with('.'), "{text}");
+        assert!(text.len() <= MAX_SEGMENT, "{text}");
+        assert!(
+            text.chars().all(|c| is_literal_char(c) || c == '~'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plain_names_are_kept() {
+        assert_eq!(Segment::encode("movies").as_str(), "movies");
+        assert_eq!(Segment::encode("sample_mflix").as_str(), "sample_mflix");
+        assert_eq!(Segment::encode("a.b-c").as_str(), "a.b-c");
+    }
+
+    #[test]
+    fn hostile_names_are_encoded() {
+        assert_eq!(Segment::encode("..").as_str(), "~2E.");
+        assert_eq!(Segment::encode(".").as_str(), "~2E");
+        assert_eq!(Segment::encode("../../x").as_str(), "~2E.~2F..~2Fx");
+        assert_eq!(Segment::encode("a/b").as_str(), "a~2Fb");
+        assert_eq!(Segment::encode("#?%").as_str(), "~23~3F~25");
+        assert_eq!(Segment::encode("a\u{0}\n").as_str(), "a~00~0A");
+        assert_eq!(Segment::encode("").as_str(), "~");
+        assert_eq!(Segment::encode("_hidden").as_str(), "~5Fhidden");
+        assert_eq!(Segment::encode("year=2024").as_str(), "year~3D2024");
+        assert_eq!(Segment::encode("a b+c").as_str(), "a~20b~2Bc");
+        assert_eq!(Segment::encode("é").as_str(), "~C3~A9");
+        assert_eq!(Segment::encode("~").as_str(), "~7E");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_a_hash() {
+        let long = "x".repeat(1000);
+        let encoded = Segment::encode(&long);
+        assert!(encoded.as_str().len() <= MAX_ENCODED_VALUE);
+        assert!(encoded.as_str().contains(CUT_MARK));
+        let other = format!("{}y", "x".repeat(999));
+        assert_ne!(encoded, Segment::encode(&other));
+        // Escapes are never split by the cut.
+        let escaped = Segment::encode(&"/".repeat(1000));
+        let kept = escaped.as_str().split(CUT_MARK).next().unwrap_or_default();
+        assert_eq!(kept.len() % 3, 0, "{escaped}");
+    }
+
+    #[test]
+    fn literals_are_validated() {
+        assert!(Segment::literal("year=2024").is_ok());
+        assert_eq!(Segment::literal(""), Err(SegmentError::Empty));
+        assert_eq!(Segment::literal(".."), Err(SegmentError::LeadingDot));
+        assert_eq!(Segment::literal("a b"), Err(SegmentError::Character(' ')));
+        assert_eq!(Segment::literal("a/b"), Err(SegmentError::Character('/')));
+    }
+
+    #[test]
+    fn paths_stay_under_their_root() {
+        let path = LakePath::new(vec![Segment::encode(".."), Segment::encode("../etc")])
+            .expect("non-empty");
+        let root = Path::new("/lake");
+        let joined = path.under(root);
+        assert!(joined.starts_with(root));
+        assert_eq!(joined.components().count(), 4);
+        assert_eq!(path.to_string(), "~2E./~2E.~2Fetc");
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_encodes_to_a_safe_segment(value in any::<String>()) {
+            let segment = Segment::encode(&value);
+            assert_safe(&segment);
+            prop_assert!(segment.as_str().len() <= MAX_ENCODED_VALUE);
+            prop_assert_eq!(&segment, &Segment::encode(&value));
+        }
+
+        #[test]
+        fn distinct_strings_encode_to_distinct_segments(a in any::<String>(), b in any::<String>()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(Segment::encode(&a), Segment::encode(&b));
+        }
+
+        #[test]
+        fn case_is_never_folded(value in "[a-zA-Z]{1,20}") {
+            let upper = value.to_uppercase();
+            prop_assume!(upper != value);
+            prop_assert_ne!(Segment::encode(&value), Segment::encode(&upper));
+        }
+
+        #[test]
+        fn assemble_never_yields_an_unsafe_segment(text in any::<String>()) {
+            assert_safe(&Segment::assemble(text));
+        }
+
+        #[test]
+        fn lake_paths_never_leave_the_root(values in proptest::collection::vec(any::<String>(), 1..6)) {
+            let path = LakePath::new(values.iter().map(|v| Segment::encode(v)).collect())
+                .expect("non-empty");
+            let root = Path::new("/lake/root");
+            let local = path.under(root);
+            prop_assert!(local.starts_with(root));
+            prop_assert_eq!(local.components().count(), root.components().count() + values.len());
+        }
+    }
+}

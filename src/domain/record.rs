@@ -1,0 +1,231 @@
+//! The record written to the lake for one data change: which document is kept, and how
+//! the file's JSON is laid out.
+
+use bson::{Bson, DateTime, Document, Timestamp};
+use serde_json::{Map, Value};
+
+use super::change_event::{DataChange, DataOperation, EventError, Namespace};
+use super::extjson::{to_extjson, Encoding};
+
+/// Where a record's `data` came from in the change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSource {
+    FullDocument,
+    FullDocumentBeforeChange,
+    DocumentKey,
+}
+
+impl DataSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataSource::FullDocument => "fullDocument",
+            DataSource::FullDocumentBeforeChange => "fullDocumentBeforeChange",
+            DataSource::DocumentKey => "documentKey",
+        }
+    }
+}
+
+/// One lake record: the selected document plus the event's identity and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub operation: DataOperation,
+    pub data_source: DataSource,
+    pub data: Document,
+    pub event_id: String,
+    pub ns: Namespace,
+    pub document_key: Document,
+    pub cluster_time: Timestamp,
+    pub wall_time: Option<DateTime>,
+    pub txn_number: Option<Bson>,
+    pub update_description: Option<Document>,
+}
+
+impl TryFrom<DataChange> for Record {
+    type Error = EventError;
+
+    /// Selects the document to keep (README, "Selecting the document"): the post-image
+    /// when there is one, the pre-image for deletes, else the document key.
+    fn try_from(change: DataChange) -> Result<Record, EventError> {
+        let (data_source, data) = match (change.operation, change.full_document) {
+            (DataOperation::Insert | DataOperation::Replace, Some(full)) => {
+                (DataSource::FullDocument, full)
+            }
+            (DataOperation::Insert | DataOperation::Replace, None) => {
+                return Err(EventError {
+                    field: "fullDocument",
+                    problem: format!("is required for {}", change.operation.as_str()),
+                })
+            }
+            (DataOperation::Update, Some(full)) => (DataSource::FullDocument, full),
+            (DataOperation::Delete, _) => match change.full_document_before_change {
+                Some(before) => (DataSource::FullDocumentBeforeChange, before),
+                None => (DataSource::DocumentKey, change.document_key.clone()),
+            },
+            (DataOperation::Update, None) => (DataSource::DocumentKey, change.document_key.clone()),
+        };
+        Ok(Record {
+            operation: change.operation,
+            data_source,
+            data,
+            event_id: change.event_id,
+            ns: change.ns,
+            document_key: change.document_key,
+            cluster_time: change.cluster_time,
+            wall_time: change.wall_time,
+            txn_number: change.txn_number,
+            update_description: change.update_description,
+        })
+    }
+}
+
+impl Record {
+    /// The file's contents: one JSON object on one line, ending in `\n`, so a folder of
+    /// records is also valid JSON Lines for Spark's and Synapse's readers.
+    ///
+    /// Deterministic: the same event always gives the same bytes, which is what makes a
+    /// redelivered event land as an identical file.
+    pub fn into_json_line(self, encoding: Encoding) -> Vec<u8> {
+        let mut object = Map::with_capacity(10);
+        let mut put = |key: &str, value: Value| {
+            object.insert(key.to_owned(), value);
+        };
+        put("operationType", Value::from(self.operation.as_str()));
+        put("dataSource", Value::from(self.data_source.as_str()));
+        put("eventId", Value::from(self.event_id.as_str()));
+        let mut ns = Map::with_capacity(2);
+        ns.insert("db".to_owned(), Value::from(self.ns.db.as_str()));
+        ns.insert("coll".to_owned(), Value::from(self.ns.coll.as_str()));
+        put("ns", Value::Object(ns));
+        put(
+            "documentKey",
+            to_extjson(Bson::Document(self.document_key), encoding),
+        );
+        put(
+            "clusterTime",
+            to_extjson(Bson::Timestamp(self.cluster_time), encoding),
+        );
+        if let Some(wall_time) = self.wall_time {
+            put("wallTime", to_extjson(Bson::DateTime(wall_time), encoding));
+        }
+        if let Some(txn_number) = self.txn_number {
+            put("txnNumber", to_extjson(txn_number, encoding));
+        }
+        if let Some(update) = self.update_description {
+            put(
+                "updateDescription",
+                to_extjson(Bson::Document(update), encoding),
+            );
+        }
+        put("data", to_extjson(Bson::Document(self.data), encoding));
+
+        let mut line = Value::Object(object).to_string().into_bytes();
+        line.push(b'\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn change(operation: DataOperation) -> DataChange {
+        DataChange {
+            operation,
+            event_id: "82AB".to_owned(),
+            ns: Namespace {
+                db: "sample_mflix".to_owned(),
+                coll: "movies".to_owned(),
+            },
+            document_key: doc! {"_id": 7},
+            cluster_time: Timestamp {
+                time: 1_700_000_000,
+                increment: 1,
+            },
+            wall_time: None,
+            txn_number: None,
+            full_document: None,
+            full_document_before_change: None,
+            update_description: None,
+        }
+    }
+
+    fn select(change: DataChange) -> (DataSource, Document) {
+        let record = Record::try_from(change).expect("selectable");
+        (record.data_source, record.data)
+    }
+
+    #[test]
+    fn selection_follows_the_table() {
+        let full = doc! {"_id": 7, "title": "after"};
+        let before = doc! {"_id": 7, "title": "before"};
+        let key = doc! {"_id": 7};
+
+        for operation in [
+            DataOperation::Insert,
+            DataOperation::Replace,
+            DataOperation::Update,
+        ] {
+            let mut event = change(operation);
+            event.full_document = Some(full.clone());
+            assert_eq!(select(event), (DataSource::FullDocument, full.clone()));
+        }
+
+        let mut update = change(DataOperation::Update);
+        update.update_description = Some(doc! {"updatedFields": {"title": "after"}});
+        let record = Record::try_from(update).expect("selectable");
+        assert_eq!(record.data_source, DataSource::DocumentKey);
+        assert_eq!(record.data, key);
+        assert!(record.update_description.is_some());
+
+        let mut delete = change(DataOperation::Delete);
+        delete.full_document_before_change = Some(before.clone());
+        assert_eq!(
+            select(delete),
+            (DataSource::FullDocumentBeforeChange, before)
+        );
+        assert_eq!(
+            select(change(DataOperation::Delete)),
+            (DataSource::DocumentKey, key)
+        );
+    }
+
+    #[test]
+    fn insert_without_full_document_is_an_error() {
+        let error = Record::try_from(change(DataOperation::Insert)).expect_err("no document");
+        assert_eq!(error.field, "fullDocument");
+    }
+
+    #[test]
+    fn json_line_is_one_line_with_fixed_key_order() {
+        let mut event = change(DataOperation::Insert);
+        event.full_document = Some(doc! {"_id": 7, "n": 1_i64});
+        let record = Record::try_from(event).expect("selectable");
+        let line = record.clone().into_json_line(Encoding::Canonical);
+        let text = String::from_utf8(line).expect("utf-8");
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        let value: Value = serde_json::from_str(&text).expect("json");
+        let keys: Vec<&str> = value
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "operationType",
+                "dataSource",
+                "eventId",
+                "ns",
+                "documentKey",
+                "clusterTime",
+                "data"
+            ]
+        );
+        assert_eq!(value["data"]["n"], serde_json::json!({"$numberLong": "1"}));
+        assert_eq!(
+            record.into_json_line(Encoding::Canonical),
+            text.into_bytes()
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Every way a request can fail, and the one place each failure becomes an HTTP answer.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::sink::SinkError;
+
+/// Seconds a caller should wait before retrying after a storage failure.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{detail}")]
+    MalformedJson {
+        detail: String,
+        index: Option<usize>,
+    },
+    #[error("{detail}")]
+    InvalidEvent {
+        detail: String,
+        index: Option<usize>,
+    },
+    #[error("the body is larger than MAX_BODY_BYTES ({limit} bytes)")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadEnvelope(String),
+    #[error("could not store {failed} of {records} records: {first}")]
+    Storage {
+        failed: usize,
+        records: usize,
+        first: SinkError,
+    },
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("{0} is not allowed; POST change events")]
+    MethodNotAllowed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestError::MalformedJson { .. }
+            | IngestError::InvalidEvent { .. }
+            | IngestError::BadEnvelope(_) => StatusCode::BAD_REQUEST,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngestError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable name for the error (the `error` field).
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::MalformedJson { .. } => "malformed_json",
+            IngestError::InvalidEvent { .. } => "invalid_event",
+            IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::BadEnvelope(_) => "bad_envelope",
+            IngestError::Storage { .. } => "storage_unavailable",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::MethodNotAllowed(_) => "method_not_allowed",
+            IngestError::Internal(_) => "internal",
+        }
+    }
+
+    /// The event's position in a batch (array element or NDJSON line), if it applies.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            IngestError::MalformedJson { index, .. } | IngestError::InvalidEvent { index, .. } => {
+                *index
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP answer independent of how it is delivered: straight back in forwarding mode,
+/// or wrapped in `Outputs.res` in the custom handler's payload mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub retry_after: Option<u32>,
+}
+
+impl Reply {
+    pub fn ok(body: serde_json::Value) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body,
+            retry_after: None,
+        }
+    }
+
+    /// Headers beside `Content-Type: application/json`.
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        self.retry_after
+            .map(|seconds| ("Retry-After", seconds.to_string()))
+            .into_iter()
+            .collect()
+    }
+}
+
+impl From<&IngestError> for Reply {
+    fn from(error: &IngestError) -> Reply {
+        let mut body = json!({ "error": error.code(), "detail": error.to_string() });
+        if let Some(index) = error.index() {
+            body["index"] = json!(index);
+        }
+        Reply {
+            status: error.status(),
+            body,
+            retry_after: matches!(error, IngestError::Storage { .. }).then_some(RETRY_AFTER_SECS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_retryable() {
+        let error = IngestError::Storage {
+            failed: 1,
+            records: 2,
+            first: SinkError::Task("disk gone".into()),
+        };
+        let reply = Reply::from(&error);
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.retry_after, Some(RETRY_AFTER_SECS));
+        assert_eq!(reply.body["error"], "storage_unavailable");
+    }
+
+    #[test]
+    fn event_errors_carry_their_index() {
+        let error = IngestError::InvalidEvent {
+            detail: "field `ns` is missing".into(),
+            index: Some(3),
+        };
+        let reply = Reply::from(&error);
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            reply.body,
+            json!({"error": "invalid_event", "detail": "field `ns` is missing", "index": 3})
+        );
+    }
+}

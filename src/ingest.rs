@@ -1,0 +1,279 @@
+//! The ingest service: a request body in, records stored, a summary out.
+//!
+//! A request is all or nothing at the edge: every event is parsed and checked before the
+//! first file is written, so a bad event in a batch writes nothing and names its index.
+//! Storage is per record and idempotent, so a batch that failed half-way is simply
+//! retried: records already stored come back as `alreadyPresent`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use bson::Bson;
+use futures_util::{stream, StreamExt};
+use serde_json::{json, Value};
+
+use crate::domain::{ChangeEvent, Encoding, LakePath, PathLayout, Record};
+use crate::error::IngestError;
+use crate::sink::{Sink, Stored};
+
+/// Bodies larger than this are parsed on the blocking pool so they do not stall the
+/// threads serving other requests.
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+/// How the events are framed in the body, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One change event object, or a JSON array of them.
+    Json,
+    /// One change event per line.
+    Ndjson,
+}
+
+impl BodyFormat {
+    pub fn from_content_type(content_type: Option<&str>) -> Result<BodyFormat, IngestError> {
+        let Some(content_type) = content_type else {
+            return Err(IngestError::UnsupportedMediaType(
+                "Content-Type is missing; send application/json or application/x-ndjson".into(),
+            ));
+        };
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Ok(BodyFormat::Json),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+                Ok(BodyFormat::Ndjson)
+            }
+            _ => Err(IngestError::UnsupportedMediaType(format!(
+                "Content-Type {essence:?} is not supported; send application/json or application/x-ndjson"
+            ))),
+        }
+    }
+}
+
+/// What a request did; the body of the 200 answer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub events: usize,
+    pub skipped: usize,
+    pub written: Vec<String>,
+    pub already_present: Vec<String>,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "events": self.events,
+            "written": self.written.len(),
+            "alreadyPresent": self.already_present.len(),
+            "skipped": self.skipped,
+            "paths": { "written": self.written, "alreadyPresent": self.already_present },
+        })
+    }
+}
+
+/// A record ready to store: its path and its bytes.
+struct Prepared {
+    path: LakePath,
+    contents: Vec<u8>,
+}
+
+/// Parses change events, selects and encodes records, and stores them through a [`Sink`].
+pub struct Ingestor {
+    sink: Arc<dyn Sink>,
+    layout: PathLayout,
+    encoding: Encoding,
+    concurrency: usize,
+}
+
+impl Ingestor {
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        layout: PathLayout,
+        encoding: Encoding,
+        concurrency: usize,
+    ) -> Ingestor {
+        Ingestor {
+            sink,
+            layout,
+            encoding,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub fn sink(&self) -> &dyn Sink {
+        self.sink.as_ref()
+    }
+
+    /// Handles one request body. Returns once every record is stored, or with the
+    /// first storage error after every write of the request has finished.
+    pub async fn ingest(
+        self: &Arc<Self>,
+        body: Bytes,
+        format: BodyFormat,
+    ) -> Result<Summary, IngestError> {
+        let (prepared, events, skipped) = if body.len() > INLINE_PARSE_LIMIT {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.prepare(&body, format))
+                .await
+                .map_err(|e| IngestError::Internal(format!("parsing task failed: {e}")))??
+        } else {
+            self.prepare(&body, format)?
+        };
+
+        let records = prepared.len();
+        let outcomes: Vec<_> = stream::iter(prepared)
+            .map(|record| async move {
+                let outcome = self.sink.store(&record.path, record.contents).await;
+                (record.path, outcome)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        let mut summary = Summary {
+            events,
+            skipped,
+            ..Summary::default()
+        };
+        let mut failed = 0;
+        let mut first_error = None;
+        for (path, outcome) in outcomes {
+            match outcome {
+                Ok(Stored::Written) => summary.written.push(path.to_string()),
+                Ok(Stored::AlreadyPresent) => summary.already_present.push(path.to_string()),
+                Err(error) => {
+                    failed += 1;
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(first) => Err(IngestError::Storage {
+                failed,
+                records,
+                first,
+            }),
+            None => Ok(summary),
+        }
+    }
+
+    /// Parses and checks every event, returning the records to store, the number of
+    /// events and the number skipped (non-data events).
+    fn prepare(
+        &self,
+        body: &[u8],
+        format: BodyFormat,
+    ) -> Result<(Vec<Prepared>, usize, usize), IngestError> {
+        let (values, batched) = split_events(body, format)?;
+        let events = values.len();
+        let mut prepared = Vec::with_capacity(events);
+        let mut skipped = 0;
+        for (index, value) in values.into_iter().enumerate() {
+            let invalid = |detail: String| IngestError::InvalidEvent {
+                detail,
+                index: batched.then_some(index),
+            };
+            let document = match Bson::try_from(value) {
+                Ok(Bson::Document(document)) => document,
+                Ok(other) => {
+                    return Err(invalid(format!(
+                        "a change event must be a JSON object, found {:?}",
+                        other.element_type()
+                    )))
+                }
+                Err(error) => return Err(invalid(format!("invalid Extended JSON: {error}"))),
+            };
+            let change = match ChangeEvent::parse(document).map_err(|e| invalid(e.to_string()))? {
+                ChangeEvent::Data(change) => change,
+                ChangeEvent::Other { .. } => {
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let record = Record::try_from(change).map_err(|e| invalid(e.to_string()))?;
+            let path = self.layout.path_for(&record);
+            prepared.push(Prepared {
+                path,
+                contents: record.into_json_line(self.encoding),
+            });
+        }
+        Ok((prepared, events, skipped))
+    }
+}
+
+/// Splits a body into one JSON value per event. The flag tells whether the body was a
+/// batch (array or NDJSON), in which case errors name the event's index.
+fn split_events(body: &[u8], format: BodyFormat) -> Result<(Vec<Value>, bool), IngestError> {
+    let malformed = |error: serde_json::Error, index| IngestError::MalformedJson {
+        detail: format!("body is not valid JSON: {error}"),
+        index,
+    };
+    match format {
+        BodyFormat::Json => match serde_json::from_slice(body).map_err(|e| malformed(e, None))? {
+            Value::Array(events) => Ok((events, true)),
+            event @ Value::Object(_) => Ok((vec![event], false)),
+            _ => Err(IngestError::InvalidEvent {
+                detail: "the body must be a change event object or an array of them".into(),
+                index: None,
+            }),
+        },
+        BodyFormat::Ndjson => {
+            let mut events = Vec::new();
+            for line in body.split(|&byte| byte == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let index = events.len();
+                events.push(serde_json::from_slice(line).map_err(|e| malformed(e, Some(index)))?);
+            }
+            Ok((events, true))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_recognised() {
+        let parse = |ct| BodyFormat::from_content_type(ct).ok();
+        assert_eq!(parse(Some("application/json")), Some(BodyFormat::Json));
+        assert_eq!(
+            parse(Some("Application/JSON; charset=utf-8")),
+            Some(BodyFormat::Json)
+        );
+        assert_eq!(
+            parse(Some("application/x-ndjson")),
+            Some(BodyFormat::Ndjson)
+        );
+        assert_eq!(parse(Some("text/plain")), None);
+        assert_eq!(parse(Some("application/x-www-form-urlencoded")), None);
+        assert_eq!(parse(None), None);
+    }
+
+    #[test]
+    fn bodies_split_into_events() {
+        let (one, batched) = split_events(br#"{"a":1}"#, BodyFormat::Json).expect("object");
+        assert_eq!((one.len(), batched), (1, false));
+        let (many, batched) =
+            split_events(br#"[{"a":1},{"a":2}]"#, BodyFormat::Json).expect("array");
+        assert_eq!((many.len(), batched), (2, true));
+        let (lines, _) =
+            split_events(b"{\"a\":1}\r\n\n  \n{\"a\":2}\n", BodyFormat::Ndjson).expect("lines");
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn malformed_lines_are_named() {
+        let error = split_events(b"{\"a\":1}\n{oops\n", BodyFormat::Ndjson).expect_err("bad line");
+        assert_eq!(error.index(), Some(1));
+        assert_eq!(error.code(), "malformed_json");
+        let error = split_events(b"42", BodyFormat::Json).expect_err("not an object");
+        assert_eq!(error.code(), "invalid_event");
+    }
+}

@@ -1,0 +1,39 @@
+//! The Azure Functions custom handler: configuration, telemetry, serve, shutdown.
+
+use std::process::ExitCode;
+
+use mongo_lake_ingest::configuration::Settings;
+use mongo_lake_ingest::startup::{shutdown_signal, Application};
+use mongo_lake_ingest::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+
+    let app = match Application::build(&settings).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(address = %app.local_addr(), sink = %app.sink_description(), "ready");
+
+    match app.run_until_stopped(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped: in-flight requests finished");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Payload mode: the Functions host wraps the caller's request in an invocation envelope
+//! (`{"Data":{"req":{...,"Headers":{..},"Body":"<original body>"}},"Metadata":{..}}`) and
+//! expects `{"Outputs":{"res":{statusCode, body, headers}},"Logs":[..],"ReturnValue":null}`
+//! back. The host always gets 200; the caller's status is `Outputs.res.statusCode`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{finish, read_body, AppState};
+use crate::error::{IngestError, Reply};
+
+/// Room for the envelope around a body of the maximum size (JSON string escaping).
+const ENVELOPE_OVERHEAD: usize = 1024 * 1024;
+
+#[derive(Deserialize)]
+struct Invocation {
+    #[serde(rename = "Data")]
+    data: InvocationData,
+}
+
+#[derive(Deserialize)]
+struct InvocationData {
+    /// Named after the trigger binding in `ingest/function.json`.
+    req: HttpRequestData,
+}
+
+#[derive(Deserialize)]
+struct HttpRequestData {
+    #[serde(rename = "Headers", default)]
+    headers: HashMap<String, HeaderValues>,
+    #[serde(rename = "Body", default)]
+    body: Value,
+}
+
+/// The host sends each header as a list of values; a plain string is accepted too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValues {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl HttpRequestData {
+    fn header(&self, name: &str) -> Option<&str> {
+        let values = self
+            .headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, values)| values)?;
+        match values {
+            HeaderValues::Many(list) => list.first().map(String::as_str),
+            HeaderValues::One(value) => Some(value),
+        }
+    }
+
+    /// The original body: a JSON string holding it, or (some hosts) the parsed JSON.
+    fn into_body(self) -> Bytes {
+        match self.body {
+            Value::Null => Bytes::new(),
+            Value::String(text) => Bytes::from(text),
+            other => Bytes::from(other.to_string()),
+        }
+    }
+}
+
+pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> Json<Value> {
+    let started = Instant::now();
+    let limit = state
+        .max_body_bytes
+        .saturating_mul(2)
+        .saturating_add(ENVELOPE_OVERHEAD);
+    let outcome = match read_body(request, limit).await.and_then(parse_envelope) {
+        Ok(req) => {
+            let content_type = req.header("Content-Type").map(str::to_owned);
+            state.ingest(req.into_body(), content_type.as_deref()).await
+        }
+        Err(error) => Err(error),
+    };
+    let log_line = match &outcome {
+        Ok(summary) => format!(
+            "ingest: {} events, {} written, {} already present, {} skipped",
+            summary.events,
+            summary.written.len(),
+            summary.already_present.len(),
+            summary.skipped
+        ),
+        Err(error) => format!("ingest refused: {}", error.code()),
+    };
+    Json(envelope(finish("payload", started, &outcome), log_line))
+}
+
+fn parse_envelope(body: Bytes) -> Result<HttpRequestData, IngestError> {
+    serde_json::from_slice::<Invocation>(&body)
+        .map(|invocation| invocation.data.req)
+        .map_err(|error| {
+            IngestError::BadEnvelope(format!(
+                "not a custom handler invocation (Data.req): {error}"
+            ))
+        })
+}
+
+fn envelope(reply: Reply, log_line: String) -> Value {
+    let mut headers = serde_json::Map::new();
+    headers.insert("Content-Type".into(), "application/json".into());
+    for (name, value) in reply.extra_headers() {
+        headers.insert(name.into(), value.into());
+    }
+    json!({
+        "Outputs": {
+            "res": {
+                "statusCode": reply.status.as_u16(),
+                "body": reply.body.to_string(),
+                "headers": headers,
+            }
+        },
+        "Logs": [log_line],
+        "ReturnValue": null,
+    })
+}

@@ -1,0 +1,59 @@
+//! Where records are stored. The HTTP layer and the ingest service only know this trait;
+//! the local lake and ADLS Gen2 are implementations beside each other.
+
+mod local;
+
+pub use local::LocalLake;
+
+use async_trait::async_trait;
+
+use crate::domain::LakePath;
+
+/// What a successful store did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The file was created by this call.
+    Written,
+    /// A file was already at the path: the same event was stored before (paths and contents
+    /// are deterministic), so nothing was written and the event counts as stored.
+    AlreadyPresent,
+}
+
+/// A store that did not happen. Always worth retrying from the caller's point of view:
+/// nothing half-written is ever visible at a final path.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{operation} {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+impl SinkError {
+    /// The failure without the path (which holds the document's `_id`), for logs.
+    pub fn cause(&self) -> String {
+        match self {
+            SinkError::Io {
+                operation, source, ..
+            } => format!("{operation}: {source}"),
+            SinkError::Task(reason) => reason.clone(),
+        }
+    }
+}
+
+/// Stores complete files, each exactly once.
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Makes `contents` visible at `path` atomically, unless a file is already there.
+    /// A reader sees either no file or the complete file, never a part of it, and an
+    /// `Ok` means the file is durable.
+    async fn store(&self, path: &LakePath, contents: Vec<u8>) -> Result<Stored, SinkError>;
+
+    /// Where records go, for the start-up log line (no secrets).
+    fn describe(&self) -> String;
+}

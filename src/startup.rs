@@ -1,0 +1,126 @@
+//! Building the server from settings, running it, and stopping it cleanly.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::configuration::{Settings, StorageSettings};
+use crate::ingest::Ingestor;
+use crate::routes::{router, AppState};
+use crate::sink::{LocalLake, Sink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the local lake at {dir}: {source}")]
+    LocalLake {
+        dir: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound, ready-to-serve application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the sink and binds the listener. Cheap, so the host's first readiness ping
+    /// is answered within milliseconds of the process starting.
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        let sink: Arc<dyn Sink> = match &settings.storage {
+            StorageSettings::LocalLake { dir, durable } => Arc::new(
+                LocalLake::open(dir, &settings.container, *durable).map_err(|source| {
+                    StartupError::LocalLake {
+                        dir: dir.display().to_string(),
+                        source,
+                    }
+                })?,
+            ),
+        };
+        let ingestor = Ingestor::new(
+            sink,
+            settings.layout.clone(),
+            settings.encoding,
+            settings.write_concurrency,
+        );
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    address: settings.listen,
+                    source,
+                })?;
+        Ok(Application {
+            listener,
+            state: AppState {
+                ingestor: Arc::new(ingestor),
+                tracker: TaskTracker::new(),
+                max_body_bytes: settings.max_body_bytes,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn sink_description(&self) -> String {
+        self.state.ingestor.sink().describe()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, lets requests
+    /// in flight finish and waits for every write they started.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let tracker = self.state.tracker.clone();
+        // Small JSON answers should leave at once, not wait for Nagle's algorithm.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM (what the Functions host and container runtimes send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
