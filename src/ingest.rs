@@ -8,11 +8,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use bson::Bson;
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
-use crate::domain::{ChangeEvent, Encoding, LakePath, PathLayout, Record};
+use crate::domain::{extjson, ChangeEvent, Encoding, LakePath, PathLayout, Record};
 use crate::error::IngestError;
 use crate::sink::{Sink, Stored};
 
@@ -177,16 +176,7 @@ impl Ingestor {
                 detail,
                 index: batched.then_some(index),
             };
-            let document = match Bson::try_from(value) {
-                Ok(Bson::Document(document)) => document,
-                Ok(other) => {
-                    return Err(invalid(format!(
-                        "a change event must be a JSON object, found {:?}",
-                        other.element_type()
-                    )))
-                }
-                Err(error) => return Err(invalid(format!("invalid Extended JSON: {error}"))),
-            };
+            let document = extjson::parse_document(value).map_err(invalid)?;
             let change = match ChangeEvent::parse(document).map_err(|e| invalid(e.to_string()))? {
                 ChangeEvent::Data(change) => change,
                 ChangeEvent::Other { .. } => {

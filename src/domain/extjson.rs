@@ -8,7 +8,7 @@
 //! types and recursion itself and defers to the crate for the rest (binary, regex,
 //! ObjectId, ...), whose output is already exact.
 
-use bson::Bson;
+use bson::{Bson, Document};
 use serde_json::{Map, Number, Value};
 
 /// How records are written: see the README's "Record" section.
@@ -23,6 +23,101 @@ pub enum Encoding {
 
 /// Milliseconds of 10000-01-01T00:00:00Z: relaxed dates from here on keep `$numberLong`.
 const YEAR_10000_MS: i64 = 253_402_300_800_000;
+
+/// Parses one Extended JSON object (canonical or relaxed) into a document.
+///
+/// The `bson` crate is lenient where the Extended JSON spec is strict, in ways that would
+/// silently change a value: it reads `$numberDecimal` strings without digits (`"E01"`,
+/// `"."`, `""`, `"++1"`) as some number, and accepts keys containing NUL, which BSON
+/// cannot hold. Such input is refused here, naming the field, before the crate sees it.
+pub fn parse_document(value: Value) -> Result<Document, String> {
+    if !value.is_object() {
+        return Err("a change event must be a JSON object".to_owned());
+    }
+    check_strict(&value).map_err(|(path, problem)| match path.is_empty() {
+        true => problem,
+        false => format!("{path}: {problem}"),
+    })?;
+    match Bson::try_from(value) {
+        Ok(Bson::Document(document)) => Ok(document),
+        Ok(other) => Err(format!(
+            "expected a document, found {:?}",
+            other.element_type()
+        )),
+        Err(error) => Err(format!("invalid Extended JSON: {error}")),
+    }
+}
+
+/// Finds what the crate would accept but the spec forbids; returns the dotted path of the
+/// offending field and the problem.
+fn check_strict(value: &Value) -> Result<(), (String, String)> {
+    let nested = |key: &str, inner: &Value| {
+        check_strict(inner).map_err(|(path, problem)| match path.is_empty() {
+            true => (key.to_owned(), problem),
+            false => (format!("{key}.{path}"), problem),
+        })
+    };
+    match value {
+        Value::Object(object) => {
+            if let Some(decimal) = object.get("$numberDecimal").and_then(Value::as_str) {
+                if !is_decimal_string(decimal) {
+                    return Err((
+                        String::new(),
+                        format!("$numberDecimal {decimal:?} is not a decimal number"),
+                    ));
+                }
+            }
+            if object.get("$date").is_some_and(Value::is_number) {
+                return Err((
+                    String::new(),
+                    "$date must be a string or {\"$numberLong\": ...}".to_owned(),
+                ));
+            }
+            for (key, inner) in object {
+                if key.contains('\0') {
+                    return Err((
+                        key.escape_default().to_string(),
+                        "field names cannot contain NUL".to_owned(),
+                    ));
+                }
+                nested(key, inner)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                nested(&index.to_string(), item)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The Decimal128 string grammar of the Extended JSON spec: an optional sign, then
+/// `Infinity`/`Inf`/`NaN` (any case) or digits with at most one `.` and at least one
+/// digit, then an optional exponent with at least one digit.
+fn is_decimal_string(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if ["infinity", "inf", "nan"]
+        .iter()
+        .any(|special| unsigned.eq_ignore_ascii_case(special))
+    {
+        return true;
+    }
+    let (coefficient, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let digits = coefficient.bytes().filter(u8::is_ascii_digit).count();
+    let dots = coefficient.bytes().filter(|&b| b == b'.').count();
+    let coefficient_ok = digits > 0 && dots <= 1 && digits + dots == coefficient.len();
+    let exponent_ok = exponent.is_none_or(|exponent| {
+        let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    coefficient_ok && exponent_ok
+}
 
 /// Converts a BSON value into Extended JSON in the given encoding.
 pub fn to_extjson(value: Bson, encoding: Encoding) -> Value {
@@ -120,6 +215,42 @@ mod tests {
             to_extjson(value.clone(), Encoding::Canonical),
             to_extjson(value, Encoding::Relaxed),
         )
+    }
+
+    #[test]
+    fn decimal_strings_follow_the_spec_grammar() {
+        for good in [
+            "1",
+            "-1.5",
+            "+.5",
+            "5.",
+            "1E+3",
+            "1e-3",
+            "-0",
+            "NaN",
+            "-Infinity",
+            "inf",
+        ] {
+            assert!(is_decimal_string(good), "{good}");
+        }
+        for bad in [
+            "", ".", "E01", "++1", "-+1", "e+1", ".e+1", "1E", "1E+-2", "1.2.3", "1x", " 1",
+        ] {
+            assert!(!is_decimal_string(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lenient_inputs_are_refused_with_their_path() {
+        let parse = |text: &str| parse_document(serde_json::from_str(text).unwrap_or_default());
+        assert_eq!(
+            parse(r#"{"a":[{"d":{"$numberDecimal":"E01"}}]}"#),
+            Err("a.0.d: $numberDecimal \"E01\" is not a decimal number".to_owned())
+        );
+        assert!(parse(r#"{"a":{"$date":42}}"#).is_err());
+        assert!(parse("{\"a\\u0000\":1}").is_err());
+        assert!(parse(r#"{"a":{"$numberDecimal":"1.5E+3"}}"#).is_ok());
+        assert!(parse("[1]").is_err());
     }
 
     #[test]
