@@ -1,0 +1,278 @@
+//! The built `handler` binary, driven as the Functions host drives it: started with
+//! `FUNCTIONS_CUSTOMHANDLER_PORT` in its environment, pinged on `GET /`, sent requests,
+//! and stopped with SIGTERM. Also checks that `host.json` and `ingest/function.json`
+//! point the host at this binary with the protocol the handler speaks.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{insert_event, sample};
+
+struct Handler {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Handler {
+    /// Starts the binary with JSON logs and waits for its `ready` line.
+    fn start(lake: &Path, extra: &[(&str, &str)]) -> Handler {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+        command
+            .env_clear()
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+            .env("LOCAL_LAKE_DIR", lake)
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("handler starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        let addr = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a ready line within 10 s");
+            log.push(line.clone());
+            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["message"] == "ready" {
+                break entry["address"]
+                    .as_str()
+                    .expect("address")
+                    .parse()
+                    .expect("addr");
+            }
+        };
+        Handler {
+            child,
+            addr,
+            lines,
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns the exit code and every log line.
+    fn wait(mut self) -> (Option<i32>, Vec<String>) {
+        let status = self.child.wait().expect("handler exits");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.log.push(line);
+        }
+        (status.code(), self.log)
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        count_files(&path)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn answers_the_host_ping_and_stores_events() {
+    let lake = tempfile::tempdir().expect("lake");
+    let handler = Handler::start(lake.path(), &[]);
+    assert!(
+        handler.addr.ip().is_loopback(),
+        "listens on 127.0.0.1 by default"
+    );
+    let client = reqwest::Client::new();
+    let ping = client.get(handler.url("/")).send().await.expect("ping");
+    assert_eq!(ping.status(), 200);
+    let answer = client
+        .post(handler.url("/api/ingest"))
+        .header("Content-Type", "application/json")
+        .body(sample("insert.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(count_files(&lake.path().join("mongodb/changes")), 1);
+    handler.terminate();
+    let (code, _) = handler.wait();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_batch_finish() {
+    let lake = tempfile::tempdir().expect("lake");
+    let handler = Handler::start(lake.path(), &[("WRITE_CONCURRENCY", "4")]);
+    let events: Vec<String> = (0..3000)
+        .map(|n| {
+            insert_event(
+                &format!("82{n:08X}"),
+                1_700_000_000 + n,
+                r#"{"_id": 1, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+            )
+        })
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    let url = handler.url("/api/ingest");
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+    });
+    // Let the batch start writing, then ask the handler to stop.
+    let batch_dir = lake.path().join("mongodb/changes");
+    let started = Instant::now();
+    while count_files(&batch_dir) == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    handler.terminate();
+    let response = request.await.expect("join").expect("answered, not dropped");
+    assert_eq!(response.status(), 200);
+    let (code, log) = handler.wait();
+    assert_eq!(code, Some(0), "clean exit: {log:?}");
+    assert_eq!(
+        count_files(&batch_dir),
+        3000,
+        "every write of the batch finished"
+    );
+    assert!(log.iter().any(|line| line.contains("SIGTERM")), "{log:?}");
+}
+
+#[tokio::test]
+async fn logs_never_hold_document_contents() {
+    let lake = tempfile::tempdir().expect("lake");
+    let handler = Handler::start(lake.path(), &[]);
+    let secret = "TOP-SECRET-4111111111111111";
+    let good = insert_event(
+        "82AAAA",
+        1_700_000_000,
+        &format!(r#"{{"_id": 1, "card": "{secret}"}}"#),
+    );
+    let bad = insert_event(
+        "82BBBB",
+        1_700_000_001,
+        &format!(r#"{{"_id": 2, "card": {{"$numberInt": "{secret}"}}}}"#),
+    );
+    let client = reqwest::Client::new();
+    for body in [good, bad] {
+        client
+            .post(handler.url("/api/ingest"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+    }
+    handler.terminate();
+    let (_, log) = handler.wait();
+    let text = log.join("\n");
+    assert!(
+        text.contains("\"status\":200") && text.contains("\"status\":400"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "a document value reached the log: {text}"
+    );
+    assert!(
+        log.iter().filter(|l| l.contains("\"ingest")).count() >= 2,
+        "one line per request"
+    );
+}
+
+#[test]
+fn invalid_settings_stop_start_up_naming_the_setting() {
+    let cases = [
+        ("RECORD_ENCODING", "bson"),
+        ("storage_container", "Not_Valid"),
+        ("PATH_TEMPLATE", "{db}/../{coll}"),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "seventy"),
+    ];
+    for (setting, value) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_handler"))
+            .env_clear()
+            .env(setting, value)
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{setting}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
+    }
+}
+
+#[test]
+fn host_files_point_the_functions_host_at_this_handler() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(path)).expect(path)).expect(path)
+    };
+    let host = read("host.json");
+    assert_eq!(host["version"], "2.0");
+    let binary = Path::new(env!("CARGO_BIN_EXE_handler"))
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("binary name")
+        .to_owned();
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        binary
+    );
+    assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
+
+    let function = read("ingest/function.json");
+    let bindings = function["bindings"].as_array().expect("bindings");
+    let trigger = bindings
+        .iter()
+        .find(|b| b["type"] == "httpTrigger")
+        .expect("trigger");
+    assert_eq!(trigger["direction"], "in");
+    assert_eq!(trigger["authLevel"], "function");
+    assert_eq!(trigger["methods"], serde_json::json!(["post"]));
+    assert_eq!(trigger["name"], "req", "payload mode reads Data.req");
+    assert!(bindings
+        .iter()
+        .any(|b| b["type"] == "http" && b["direction"] == "out"));
+
+    let settings = read("local.settings.json.example");
+    assert_eq!(settings["Values"]["FUNCTIONS_WORKER_RUNTIME"], "custom");
+}
