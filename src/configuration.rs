@@ -15,7 +15,6 @@ pub const DEFAULT_CONTAINER: &str = "mongodb";
 pub const DEFAULT_DIRECTORY: &str = "changes";
 /// The Azure Functions HTTP request limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
-pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
 const MAX_FILE_PREFIX: usize = 64;
 
 /// A setting that cannot be used, and why.
@@ -57,7 +56,6 @@ pub struct Settings {
     pub layout: PathLayout,
     pub encoding: Encoding,
     pub max_body_bytes: usize,
-    pub write_concurrency: usize,
     pub log_format: LogFormat,
 }
 
@@ -176,13 +174,6 @@ impl Settings {
             )?,
             None => DEFAULT_MAX_BODY_BYTES,
         };
-        let write_concurrency = match vars.get("WRITE_CONCURRENCY") {
-            Some(text) => positive(
-                "WRITE_CONCURRENCY",
-                parse_number::<usize>("WRITE_CONCURRENCY", &text)?,
-            )?,
-            None => DEFAULT_WRITE_CONCURRENCY,
-        };
         let log_format = match vars
             .get("LOG_FORMAT")
             .as_deref()
@@ -206,7 +197,6 @@ impl Settings {
             layout,
             encoding,
             max_body_bytes,
-            write_concurrency,
             log_format,
         })
     }
@@ -379,10 +369,6 @@ mod tests {
             "RECORD_ENCODING"
         );
         assert_eq!(error_setting(&[("MAX_BODY_BYTES", "0")]), "MAX_BODY_BYTES");
-        assert_eq!(
-            error_setting(&[("WRITE_CONCURRENCY", "-1")]),
-            "WRITE_CONCURRENCY"
-        );
         assert_eq!(error_setting(&[("LOG_FORMAT", "xml")]), "LOG_FORMAT");
         assert_eq!(
             error_setting(&[("LOCAL_LAKE_FSYNC", "maybe")]),

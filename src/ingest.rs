@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 
-use crate::domain::{extjson, ChangeEvent, Encoding, LakePath, PathLayout, Record};
+use crate::domain::{extjson, ChangeEvent, Encoding, PathLayout, Record};
 use crate::error::IngestError;
-use crate::sink::{Sink, Stored};
+use crate::sink::{LakeFile, Sink, Stored};
 
 /// Bodies larger than this are parsed on the blocking pool so they do not stall the
 /// threads serving other requests.
@@ -74,32 +73,19 @@ impl Summary {
     }
 }
 
-/// A record ready to store: its path and its bytes.
-struct Prepared {
-    path: LakePath,
-    contents: Vec<u8>,
-}
-
 /// Parses change events, selects and encodes records, and stores them through a [`Sink`].
 pub struct Ingestor {
     sink: Arc<dyn Sink>,
     layout: PathLayout,
     encoding: Encoding,
-    concurrency: usize,
 }
 
 impl Ingestor {
-    pub fn new(
-        sink: Arc<dyn Sink>,
-        layout: PathLayout,
-        encoding: Encoding,
-        concurrency: usize,
-    ) -> Ingestor {
+    pub fn new(sink: Arc<dyn Sink>, layout: PathLayout, encoding: Encoding) -> Ingestor {
         Ingestor {
             sink,
             layout,
             encoding,
-            concurrency: concurrency.max(1),
         }
     }
 
@@ -108,7 +94,7 @@ impl Ingestor {
     }
 
     /// Handles one request body. Returns once every record is stored, or with the
-    /// first storage error after every write of the request has finished.
+    /// first storage error once every write of the request has finished.
     pub async fn ingest(
         self: &Arc<Self>,
         body: Bytes,
@@ -124,14 +110,8 @@ impl Ingestor {
         };
 
         let records = prepared.len();
-        let outcomes: Vec<_> = stream::iter(prepared)
-            .map(|record| async move {
-                let outcome = self.sink.store(&record.path, record.contents).await;
-                (record.path, outcome)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+        let paths: Vec<String> = prepared.iter().map(|file| file.path.to_string()).collect();
+        let outcomes = self.sink.store_all(prepared).await;
 
         let mut summary = Summary {
             events,
@@ -140,10 +120,10 @@ impl Ingestor {
         };
         let mut failed = 0;
         let mut first_error = None;
-        for (path, outcome) in outcomes {
+        for (path, outcome) in paths.into_iter().zip(outcomes) {
             match outcome {
-                Ok(Stored::Written) => summary.written.push(path.to_string()),
-                Ok(Stored::AlreadyPresent) => summary.already_present.push(path.to_string()),
+                Ok(Stored::Written) => summary.written.push(path),
+                Ok(Stored::AlreadyPresent) => summary.already_present.push(path),
                 Err(error) => {
                     failed += 1;
                     first_error.get_or_insert(error);
@@ -166,7 +146,7 @@ impl Ingestor {
         &self,
         body: &[u8],
         format: BodyFormat,
-    ) -> Result<(Vec<Prepared>, usize, usize), IngestError> {
+    ) -> Result<(Vec<LakeFile>, usize, usize), IngestError> {
         let (values, batched) = split_events(body, format)?;
         let events = values.len();
         let mut prepared = Vec::with_capacity(events);
@@ -186,7 +166,7 @@ impl Ingestor {
             };
             let record = Record::try_from(change).map_err(|e| invalid(e.to_string()))?;
             let path = self.layout.path_for(&record);
-            prepared.push(Prepared {
+            prepared.push(LakeFile {
                 path,
                 contents: record.into_json_line(self.encoding),
             });

@@ -50,12 +50,7 @@ impl Application {
                 })?,
             ),
         };
-        let ingestor = Ingestor::new(
-            sink,
-            settings.layout.clone(),
-            settings.encoding,
-            settings.write_concurrency,
-        );
+        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
         let listener =
             TcpListener::bind(settings.listen)
                 .await

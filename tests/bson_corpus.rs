@@ -256,7 +256,7 @@ async fn payload_mode_keeps_every_type_too() {
             "{file}: {}",
             answer.body
         );
-        // Written paths come back in completion order; match them to events by time.
+        // Match written paths to events by clusterTime (skipped events have no path).
         let mut by_time: Vec<(u32, Value)> = answer
             .written()
             .iter()

@@ -137,7 +137,7 @@ async fn answers_the_host_ping_and_stores_events() {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_batch_finish() {
     let lake = tempfile::tempdir().expect("lake");
-    let handler = Handler::start(lake.path(), &[("WRITE_CONCURRENCY", "4")]);
+    let handler = Handler::start(lake.path(), &[]);
     let events: Vec<String> = (0..3000)
         .map(|n| {
             insert_event(

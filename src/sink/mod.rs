@@ -1,6 +1,7 @@
 //! Where records are stored. The HTTP layer and the ingest service only know this trait;
 //! the local lake and ADLS Gen2 are implementations beside each other.
 
+mod group_sync;
 mod local;
 
 pub use local::LocalLake;
@@ -46,13 +47,21 @@ impl SinkError {
     }
 }
 
+/// One file to store: where, and its complete contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeFile {
+    pub path: LakePath,
+    pub contents: Vec<u8>,
+}
+
 /// Stores complete files, each exactly once.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Makes `contents` visible at `path` atomically, unless a file is already there.
-    /// A reader sees either no file or the complete file, never a part of it, and an
-    /// `Ok` means the file is durable.
-    async fn store(&self, path: &LakePath, contents: Vec<u8>) -> Result<Stored, SinkError>;
+    /// Makes each file's contents visible at its path atomically, unless a file is already
+    /// there. A reader sees either no file or the complete file, never a part of it, and
+    /// an `Ok` means the file is durable. Returns one result per file, in order; a sink
+    /// decides how much of the work runs at once.
+    async fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>>;
 
     /// Where records go, for the start-up log line (no secrets).
     fn describe(&self) -> String;

@@ -1,0 +1,348 @@
+//! Load benchmark: drives the release `handler` binary over loopback HTTP with distinct
+//! change events and reports throughput, latency percentiles, peak RSS and start-up time.
+//!
+//! Run: `cargo bench --bench ingest_load` (figures go to stdout as a Markdown table;
+//! BENCHMARKS.md records them with the machine). `BENCH_SCALE=0.1` runs a tenth of the
+//! work for a quick look. The load generator shares the machine with the handler, so
+//! figures on a 2-core machine include the client's own CPU use.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SAMPLE: &str = include_str!("../samples/insert.json");
+const SAMPLE_TOKEN: &str =
+    "82655DE2C0000000012B022C0100296E5A10046B3F8A2C91D44E0FA7C25B9E13D08F4146645F69640064573A1390F29313CAABCD42E80004";
+
+struct Handler {
+    child: Child,
+    port: u16,
+    lake: PathBuf,
+}
+
+impl Handler {
+    fn start(durable: bool) -> Handler {
+        let lake = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("bench-lake-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&lake);
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_handler"))
+            .env_clear()
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("LOCAL_LAKE_DIR", &lake)
+            .env("LOCAL_LAKE_FSYNC", durable.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("handler starts");
+        let handler = Handler { child, port, lake };
+        handler.wait_ready(Instant::now());
+        handler
+    }
+
+    /// Polls `GET /` as the Functions host does; returns the time to the first answer.
+    fn wait_ready(&self, since: Instant) -> Duration {
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut reply = [0u8; 12];
+                if stream.read_exact(&mut reply).is_ok() && reply.starts_with(b"HTTP/1.1 200") {
+                    return since.elapsed();
+                }
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "handler not ready"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/ingest", self.port)
+    }
+
+    /// Peak resident set size so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|kib| kib / 1024.0)
+            .unwrap_or(f64::NAN)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.lake);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// A distinct, realistic insert event (a ~2 KB `sample_mflix.movies` document).
+fn event(serial: usize) -> String {
+    let time = 1_700_000_000 + serial / 1000;
+    SAMPLE
+        .replace(SAMPLE_TOKEN, &format!("82{serial:016X}"))
+        .replace("\"t\": 1700650112", &format!("\"t\": {time}"))
+        .replace("573a1390f29313caabcd42e8", &format!("{serial:024x}"))
+}
+
+struct Run {
+    name: String,
+    events: usize,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[index].as_secs_f64() * 1000.0
+    }
+
+    fn row(&self, label: &str) -> String {
+        format!(
+            "| {label}: {} | {} | {:.0} | {:.2} | {:.2} |",
+            self.name,
+            self.events,
+            self.events as f64 / self.seconds,
+            self.percentile(0.50),
+            self.percentile(0.99)
+        )
+    }
+}
+
+/// Sends `bodies` with `concurrency` closed-loop workers (each waits for its answer).
+async fn closed_loop(
+    name: &str,
+    url: &str,
+    bodies: Vec<String>,
+    per_body: usize,
+    concurrency: usize,
+) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, bodies, next, url) = (
+                client.clone(),
+                Arc::clone(&bodies),
+                Arc::clone(&next),
+                url.to_owned(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(index) else { break };
+                    let sent = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("answer");
+                    assert_eq!(
+                        response.status(),
+                        200,
+                        "{}",
+                        response.text().await.unwrap_or_default()
+                    );
+                    let _ = response.bytes().await;
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    Run {
+        name: name.to_owned(),
+        events: bodies.len() * per_body,
+        seconds: started.elapsed().as_secs_f64(),
+        latencies,
+    }
+}
+
+/// Sends single-event requests at a fixed rate (open loop), so latency is measured at a
+/// known load rather than at saturation.
+async fn fixed_rate(name: &str, url: &str, bodies: Vec<String>, per_second: u32) -> Run {
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / per_second);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let count = bodies.len();
+    let mut requests = Vec::with_capacity(count);
+    for body in bodies {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), url.to_owned());
+        requests.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let response = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), 200);
+            let _ = response.bytes().await;
+            sent.elapsed()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for request in requests {
+        latencies.push(request.await.expect("request"));
+    }
+    Run {
+        name: name.to_owned(),
+        events: count,
+        seconds: started.elapsed().as_secs_f64(),
+        latencies,
+    }
+}
+
+fn scaled(n: usize) -> usize {
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(10)
+}
+
+async fn scenarios(durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
+    let handler = Handler::start(durable);
+    let url = handler.url();
+    let mut take = |n: usize| -> Vec<String> {
+        let bodies = (*serial..*serial + n).map(event).collect();
+        *serial += n;
+        bodies
+    };
+    // Warm-up: connections, page cache, allocator.
+    closed_loop("warm-up", &url, take(500), 1, 8).await;
+
+    let mut runs = Vec::new();
+    runs.push(
+        closed_loop(
+            "single event, concurrency 1",
+            &url,
+            take(scaled(3_000)),
+            1,
+            1,
+        )
+        .await,
+    );
+    runs.push(
+        closed_loop(
+            "single event, concurrency 32",
+            &url,
+            take(scaled(30_000)),
+            1,
+            32,
+        )
+        .await,
+    );
+    let batches: Vec<String> = (0..scaled(400))
+        .map(|_| format!("[{}]", take(100).join(",")))
+        .collect();
+    runs.push(closed_loop("100-event batches, concurrency 4", &url, batches, 100, 4).await);
+    runs.push(
+        fixed_rate(
+            "single event at 1,000 req/s",
+            &url,
+            take(scaled(10_000)),
+            1_000,
+        )
+        .await,
+    );
+    let rss = handler.peak_rss_mib();
+    handler.stop();
+    (runs, rss)
+}
+
+fn startup_times(samples: usize) -> Vec<f64> {
+    (0..samples)
+        .map(|_| {
+            let lake = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-startup");
+            let port = free_port();
+            let started = Instant::now();
+            let child = Command::new(env!("CARGO_BIN_EXE_handler"))
+                .env_clear()
+                .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+                .env("LOCAL_LAKE_DIR", &lake)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("handler starts");
+            let handler = Handler { child, port, lake };
+            let ready = handler.wait_ready(started);
+            handler.stop();
+            ready.as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported here.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut serial = 0;
+    println!("| scenario | events | events/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for durable in [true, false] {
+        let (runs, rss) = runtime.block_on(scenarios(durable, &mut serial));
+        let label = if durable {
+            "fsync on (default)"
+        } else {
+            "LOCAL_LAKE_FSYNC=false"
+        };
+        for run in &runs {
+            println!("{}", run.row(label));
+        }
+        println!("| {label}: peak RSS (VmHWM) | | {rss:.1} MiB | | |");
+    }
+    let mut startup = startup_times(20);
+    startup.sort_by(f64::total_cmp);
+    println!(
+        "| process start to first `GET /` answer (20 starts) | | median {:.1} ms | | max {:.1} ms |",
+        startup[startup.len() / 2],
+        startup[startup.len() - 1]
+    );
+    let _ = std::fs::remove_dir_all(Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-startup"));
+}
