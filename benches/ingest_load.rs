@@ -25,8 +25,7 @@ struct Handler {
 
 impl Handler {
     fn start(durable: bool) -> Handler {
-        let lake = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("bench-lake-{}", std::process::id()));
+        let lake = lake_root().join(format!("bench-lake-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&lake);
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_handler"))
@@ -35,6 +34,11 @@ impl Handler {
             .env("LOCAL_LAKE_DIR", &lake)
             .env("LOCAL_LAKE_FSYNC", durable.to_string())
             .env("RUST_LOG", "warn")
+            .envs(
+                std::env::var("BENCH_MALLOC_ARENA_MAX")
+                    .ok()
+                    .map(|v| ("MALLOC_ARENA_MAX", v)),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -67,6 +71,28 @@ impl Handler {
         format!("http://127.0.0.1:{}/api/ingest", self.port)
     }
 
+    /// CPU time the handler used so far (user + system), from /proc.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / per_second
+    }
+
     /// Peak resident set size so far (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -94,6 +120,14 @@ impl Handler {
     }
 }
 
+/// Where benchmark lakes go: `BENCH_LAKE_DIR` (e.g. /dev/shm to leave the disk out),
+/// else the target directory, on the disk the project is built on.
+fn lake_root() -> PathBuf {
+    std::env::var_os("BENCH_LAKE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -115,9 +149,19 @@ struct Run {
     events: usize,
     seconds: f64,
     latencies: Vec<Duration>,
+    /// Handler CPU (user + system) per event, in microseconds.
+    cpu_us_per_event: f64,
 }
 
 impl Run {
+    fn with_cpu(self, cpu_seconds: f64) -> Run {
+        let cpu_us_per_event = cpu_seconds * 1e6 / self.events as f64;
+        Run {
+            cpu_us_per_event,
+            ..self
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort();
@@ -127,12 +171,13 @@ impl Run {
 
     fn row(&self, label: &str) -> String {
         format!(
-            "| {label}: {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {label}: {} | {} | {:.0} | {:.2} | {:.2} | {:.0} |",
             self.name,
             self.events,
             self.events as f64 / self.seconds,
             self.percentile(0.50),
-            self.percentile(0.99)
+            self.percentile(0.99),
+            self.cpu_us_per_event
         )
     }
 }
@@ -195,6 +240,7 @@ async fn closed_loop(
         events: bodies.len() * per_body,
         seconds: started.elapsed().as_secs_f64(),
         latencies,
+        cpu_us_per_event: f64::NAN,
     }
 }
 
@@ -233,6 +279,7 @@ async fn fixed_rate(name: &str, url: &str, bodies: Vec<String>, per_second: u32)
         events: count,
         seconds: started.elapsed().as_secs_f64(),
         latencies,
+        cpu_us_per_event: f64::NAN,
     }
 }
 
@@ -255,40 +302,26 @@ async fn scenarios(durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
     // Warm-up: connections, page cache, allocator.
     closed_loop("warm-up", &url, take(500), 1, 8).await;
 
-    let mut runs = Vec::new();
-    runs.push(
-        closed_loop(
-            "single event, concurrency 1",
-            &url,
-            take(scaled(3_000)),
-            1,
-            1,
-        )
-        .await,
-    );
-    runs.push(
-        closed_loop(
-            "single event, concurrency 32",
-            &url,
-            take(scaled(30_000)),
-            1,
-            32,
-        )
-        .await,
-    );
+    let single_1 = take(scaled(3_000));
+    let single_32 = take(scaled(30_000));
     let batches: Vec<String> = (0..scaled(400))
         .map(|_| format!("[{}]", take(100).join(",")))
         .collect();
-    runs.push(closed_loop("100-event batches, concurrency 4", &url, batches, 100, 4).await);
-    runs.push(
-        fixed_rate(
-            "single event at 1,000 req/s",
-            &url,
-            take(scaled(10_000)),
-            1_000,
-        )
-        .await,
-    );
+    let paced = take(scaled(10_000));
+
+    let mut runs = Vec::new();
+    let cpu = handler.cpu_seconds();
+    let run = closed_loop("single event, concurrency 1", &url, single_1, 1, 1).await;
+    runs.push(run.with_cpu(handler.cpu_seconds() - cpu));
+    let cpu = handler.cpu_seconds();
+    let run = closed_loop("single event, concurrency 32", &url, single_32, 1, 32).await;
+    runs.push(run.with_cpu(handler.cpu_seconds() - cpu));
+    let cpu = handler.cpu_seconds();
+    let run = closed_loop("100-event batches, concurrency 4", &url, batches, 100, 4).await;
+    runs.push(run.with_cpu(handler.cpu_seconds() - cpu));
+    let cpu = handler.cpu_seconds();
+    let run = fixed_rate("single event at 1,000 req/s", &url, paced, 1_000).await;
+    runs.push(run.with_cpu(handler.cpu_seconds() - cpu));
     let rss = handler.peak_rss_mib();
     handler.stop();
     (runs, rss)
@@ -323,8 +356,8 @@ fn main() {
         .build()
         .expect("runtime");
     let mut serial = 0;
-    println!("| scenario | events | events/s | p50 ms | p99 ms |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| scenario | events | events/s | p50 ms | p99 ms | handler CPU µs/event |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for durable in [true, false] {
         let (runs, rss) = runtime.block_on(scenarios(durable, &mut serial));
         let label = if durable {
@@ -335,12 +368,12 @@ fn main() {
         for run in &runs {
             println!("{}", run.row(label));
         }
-        println!("| {label}: peak RSS (VmHWM) | | {rss:.1} MiB | | |");
+        println!("| {label}: peak RSS (VmHWM) | | {rss:.1} MiB | | | |");
     }
     let mut startup = startup_times(20);
     startup.sort_by(f64::total_cmp);
     println!(
-        "| process start to first `GET /` answer (20 starts) | | median {:.1} ms | | max {:.1} ms |",
+        "| process start to first `GET /` answer (20 starts) | | median {:.1} ms | | max {:.1} ms | |",
         startup[startup.len() / 2],
         startup[startup.len() - 1]
     );

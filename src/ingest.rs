@@ -164,7 +164,7 @@ impl Ingestor {
                     continue;
                 }
             };
-            let record = Record::try_from(change).map_err(|e| invalid(e.to_string()))?;
+            let record = Record::try_from(*change).map_err(|e| invalid(e.to_string()))?;
             let path = self.layout.path_for(&record);
             prepared.push(LakeFile {
                 path,

@@ -3,11 +3,22 @@
 use std::process::ExitCode;
 
 use mongo_lake_ingest::configuration::Settings;
-use mongo_lake_ingest::startup::{shutdown_signal, Application};
+use mongo_lake_ingest::startup::{limit_allocator_arenas, shutdown_signal, Application};
 use mongo_lake_ingest::telemetry;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists, so every thread shares the few arenas.
+    limit_allocator_arenas();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

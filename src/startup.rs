@@ -98,6 +98,17 @@ impl Application {
     }
 }
 
+/// Caps glibc's malloc arenas at two. By default glibc gives busy threads up to eight
+/// arenas per core, and memory freed in one stays resident; with the blocking pool's
+/// threads that doubles the resident set for no speed gain (see BENCHMARKS.md).
+pub fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Completes on SIGTERM (what the Functions host and container runtimes send) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -10,8 +10,11 @@ use bson::{Bson, DateTime, Document, Timestamp};
 /// other event (drop, rename, invalidate, DDL, ...), which is acknowledged and skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeEvent {
-    Data(DataChange),
-    Other { operation_type: String },
+    /// Boxed: a data change is large, the other kind is a name.
+    Data(Box<DataChange>),
+    Other {
+        operation_type: String,
+    },
 }
 
 /// The four operations that change a document.
@@ -128,7 +131,7 @@ impl ChangeEvent {
         };
         let document_key = take_document(&mut event, "documentKey")?;
 
-        Ok(ChangeEvent::Data(DataChange {
+        Ok(ChangeEvent::Data(Box::new(DataChange {
             operation,
             event_id,
             ns,
@@ -142,7 +145,7 @@ impl ChangeEvent {
                 "fullDocumentBeforeChange",
             )?,
             update_description: take_optional_document(&mut event, "updateDescription")?,
-        }))
+        })))
     }
 }
 

@@ -1,15 +1,22 @@
-//! Extended JSON output that keeps every BSON value exact.
+//! Extended JSON in and out, keeping every BSON value exact.
 //!
-//! The `bson` crate's own writers are close but not exact: its canonical form writes
-//! subnormal doubles (`5e-324`) as bare JSON numbers, which read back as a different
-//! type in strict readers, prints negative NaN as `-NaN` (not Extended JSON), and decides
-//! whether a date fits the relaxed ISO form through a calendar conversion that clamps at
-//! year 9999 unless built with `large_dates`. This module handles the numeric and date
-//! types and recursion itself and defers to the crate for the rest (binary, regex,
-//! ObjectId, ...), whose output is already exact.
+//! Reading: objects without `$`-prefixed keys (nearly all of a document) are converted
+//! here directly; objects with them (type wrappers such as `{"$oid": ..}`, DBRefs,
+//! `$`-prefixed field names) go through the `bson` crate's own Extended JSON rules, after
+//! checks the crate lacks: it reads `$numberDecimal` strings without digits (`"E01"`, `"."`,
+//! `""`, `"++1"`) as some number, and accepts keys containing NUL, which BSON cannot hold.
+//! Such input is refused, naming the field.
+//!
+//! Writing: JSON text is written straight from BSON. The crate's own writers are close but
+//! not exact: its canonical form writes subnormal doubles (`5e-324`) as bare JSON numbers,
+//! prints negative NaN as `-NaN` (not Extended JSON), and decides whether a date fits the
+//! relaxed ISO form through a calendar conversion that clamps at year 9999 unless built with
+//! `large_dates`. Rare types (binary, regex, symbol, ...) reuse the crate's exact output.
+
+use std::io::Write;
 
 use bson::{Bson, Document};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 /// How records are written: see the README's "Record" section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,72 +31,143 @@ pub enum Encoding {
 /// Milliseconds of 10000-01-01T00:00:00Z: relaxed dates from here on keep `$numberLong`.
 const YEAR_10000_MS: i64 = 253_402_300_800_000;
 
-/// Parses one Extended JSON object (canonical or relaxed) into a document.
-///
-/// The `bson` crate is lenient where the Extended JSON spec is strict, in ways that would
-/// silently change a value: it reads `$numberDecimal` strings without digits (`"E01"`,
-/// `"."`, `""`, `"++1"`) as some number, and accepts keys containing NUL, which BSON
-/// cannot hold. Such input is refused here, naming the field, before the crate sees it.
-pub fn parse_document(value: Value) -> Result<Document, String> {
-    if !value.is_object() {
-        return Err("a change event must be a JSON object".to_owned());
+/// Why input was refused: the problem, and the field path from the innermost part out.
+struct Refusal {
+    path: Vec<String>,
+    problem: String,
+}
+
+impl Refusal {
+    fn new(problem: String) -> Refusal {
+        Refusal {
+            path: Vec::new(),
+            problem,
+        }
     }
-    check_strict(&value).map_err(|(path, problem)| match path.is_empty() {
-        true => problem,
-        false => format!("{path}: {problem}"),
-    })?;
-    match Bson::try_from(value) {
-        Ok(Bson::Document(document)) => Ok(document),
-        Ok(other) => Err(format!(
-            "expected a document, found {:?}",
-            other.element_type()
-        )),
-        Err(error) => Err(format!("invalid Extended JSON: {error}")),
+
+    fn within(mut self, key: impl Into<String>) -> Refusal {
+        self.path.push(key.into());
+        self
+    }
+
+    fn into_message(self) -> String {
+        if self.path.is_empty() {
+            return self.problem;
+        }
+        let path: Vec<String> = self.path.into_iter().rev().collect();
+        format!("{}: {}", path.join("."), self.problem)
     }
 }
 
-/// Finds what the crate would accept but the spec forbids; returns the dotted path of the
-/// offending field and the problem.
-fn check_strict(value: &Value) -> Result<(), (String, String)> {
-    let nested = |key: &str, inner: &Value| {
-        check_strict(inner).map_err(|(path, problem)| match path.is_empty() {
-            true => (key.to_owned(), problem),
-            false => (format!("{key}.{path}"), problem),
-        })
+/// Parses one Extended JSON object (canonical or relaxed) into a document. Errors name the
+/// offending field by its dotted path.
+pub fn parse_document(value: Value) -> Result<Document, String> {
+    let Value::Object(_) = value else {
+        return Err("a change event must be a JSON object".to_owned());
     };
+    match to_bson(value).map_err(Refusal::into_message)? {
+        Bson::Document(document) => Ok(document),
+        other => Err(format!(
+            "expected a document, found {:?}",
+            other.element_type()
+        )),
+    }
+}
+
+fn to_bson(value: Value) -> Result<Bson, Refusal> {
+    match value {
+        Value::Object(object) if object.keys().any(|key| key.starts_with('$')) => {
+            if let Some(bson) = common_wrapper(&object) {
+                return Ok(bson);
+            }
+            let value = Value::Object(object);
+            check_strict(&value)?;
+            Bson::try_from(value).map_err(|e| Refusal::new(format!("invalid Extended JSON: {e}")))
+        }
+        Value::Object(object) => object
+            .into_iter()
+            .map(|(key, value)| {
+                if key.contains('\0') {
+                    return Err(Refusal::new("field names cannot contain NUL".to_owned())
+                        .within(key.escape_default().to_string()));
+                }
+                match to_bson(value) {
+                    Ok(bson) => Ok((key, bson)),
+                    Err(refusal) => Err(refusal.within(key)),
+                }
+            })
+            .collect::<Result<Document, Refusal>>()
+            .map(Bson::Document),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| to_bson(item).map_err(|r| r.within(index.to_string())))
+            .collect::<Result<Vec<Bson>, Refusal>>()
+            .map(Bson::Array),
+        scalar => Bson::try_from(scalar).map_err(|e| Refusal::new(format!("invalid number: {e}"))),
+    }
+}
+
+/// The wrappers found in nearly every document (`$oid`, `$numberInt`, `$numberLong`,
+/// `$numberDouble`, `$date` with `$numberLong`), read directly: the crate's general path
+/// costs several times more. Returns `None` for anything else, including every invalid
+/// value, so the crate's rules and error messages still decide those.
+fn common_wrapper(object: &serde_json::Map<String, Value>) -> Option<Bson> {
+    if object.len() != 1 {
+        return None;
+    }
+    let (key, value) = object.iter().next()?;
+    match (key.as_str(), value) {
+        ("$oid", Value::String(hex)) => {
+            bson::oid::ObjectId::parse_str(hex).ok().map(Bson::ObjectId)
+        }
+        ("$numberInt", Value::String(text)) => text.parse().ok().map(Bson::Int32),
+        ("$numberLong", Value::String(text)) => text.parse().ok().map(Bson::Int64),
+        ("$numberDouble", Value::String(text)) => match text.as_str() {
+            "Infinity" => Some(Bson::Double(f64::INFINITY)),
+            "-Infinity" => Some(Bson::Double(f64::NEG_INFINITY)),
+            "NaN" => Some(Bson::Double(f64::NAN)),
+            other => other.parse().ok().map(Bson::Double),
+        },
+        ("$date", Value::Object(inner)) if inner.len() == 1 => match inner.get("$numberLong") {
+            Some(Value::String(text)) => text
+                .parse()
+                .ok()
+                .map(|millis| Bson::DateTime(bson::DateTime::from_millis(millis))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Checks a `$`-keyed subtree for what the crate would accept but the spec forbids.
+fn check_strict(value: &Value) -> Result<(), Refusal> {
     match value {
         Value::Object(object) => {
             if let Some(decimal) = object.get("$numberDecimal").and_then(Value::as_str) {
                 if !is_decimal_string(decimal) {
-                    return Err((
-                        String::new(),
-                        format!("$numberDecimal {decimal:?} is not a decimal number"),
-                    ));
+                    return Err(Refusal::new(format!(
+                        "$numberDecimal {decimal:?} is not a decimal number"
+                    )));
                 }
             }
             if object.get("$date").is_some_and(Value::is_number) {
-                return Err((
-                    String::new(),
+                return Err(Refusal::new(
                     "$date must be a string or {\"$numberLong\": ...}".to_owned(),
                 ));
             }
             for (key, inner) in object {
                 if key.contains('\0') {
-                    return Err((
-                        key.escape_default().to_string(),
-                        "field names cannot contain NUL".to_owned(),
-                    ));
+                    return Err(Refusal::new("field names cannot contain NUL".to_owned())
+                        .within(key.escape_default().to_string()));
                 }
-                nested(key, inner)?;
+                check_strict(inner).map_err(|r| r.within(key.as_str()))?;
             }
             Ok(())
         }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                nested(&index.to_string(), item)?;
-            }
-            Ok(())
-        }
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            check_strict(item).map_err(|r| r.within(index.to_string()))
+        }),
         _ => Ok(()),
     }
 }
@@ -119,65 +197,99 @@ fn is_decimal_string(text: &str) -> bool {
     coefficient_ok && exponent_ok
 }
 
-/// Converts a BSON value into Extended JSON in the given encoding.
-pub fn to_extjson(value: Bson, encoding: Encoding) -> Value {
+/// Writes `value` as Extended JSON text in the given encoding.
+pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
     let canonical = encoding == Encoding::Canonical;
     match value {
-        Bson::Document(document) => Value::Object(
-            document
-                .into_iter()
-                .map(|(key, value)| (key, to_extjson(value, encoding)))
-                .collect(),
-        ),
-        Bson::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|item| to_extjson(item, encoding))
-                .collect(),
-        ),
-        Bson::JavaScriptCodeWithScope(code) => {
-            let mut object = Map::with_capacity(2);
-            object.insert("$code".to_owned(), Value::String(code.code));
-            object.insert(
-                "$scope".to_owned(),
-                to_extjson(Bson::Document(code.scope), encoding),
-            );
-            Value::Object(object)
+        Bson::Document(document) => {
+            out.push(b'{');
+            for (index, (key, value)) in document.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_extjson(out, value, encoding);
+            }
+            out.push(b'}');
         }
-        Bson::Double(number) => double(number, canonical),
-        Bson::Int32(number) if canonical => wrapped("$numberInt", number.to_string()),
-        Bson::Int32(number) => Value::Number(number.into()),
-        Bson::Int64(number) if canonical => wrapped("$numberLong", number.to_string()),
-        Bson::Int64(number) => Value::Number(number.into()),
+        Bson::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_extjson(out, item, encoding);
+            }
+            out.push(b']');
+        }
+        Bson::String(text) => write_str(out, text),
+        Bson::Boolean(true) => out.extend_from_slice(b"true"),
+        Bson::Boolean(false) => out.extend_from_slice(b"false"),
+        Bson::Null => out.extend_from_slice(b"null"),
+        Bson::Int32(number) if canonical => wrapped(out, "$numberInt", &number.to_string()),
+        Bson::Int32(number) => write_display(out, number),
+        Bson::Int64(number) if canonical => wrapped(out, "$numberLong", &number.to_string()),
+        Bson::Int64(number) => write_display(out, number),
+        Bson::Double(number) if !canonical && number.is_finite() => {
+            // serde_json prints the shortest round-trip form and keeps `.0` on integral
+            // values, so relaxed doubles read back as doubles.
+            let _ = serde_json::to_writer(&mut *out, number);
+        }
+        Bson::Double(number) => wrapped(out, "$numberDouble", &double_text(*number)),
         Bson::DateTime(date) => {
             let millis = date.timestamp_millis();
-            let iso = if !canonical && (0..YEAR_10000_MS).contains(&millis) {
-                date.try_to_rfc3339_string().ok()
-            } else {
-                None
-            };
+            let iso = (!canonical && (0..YEAR_10000_MS).contains(&millis))
+                .then(|| date.try_to_rfc3339_string().ok())
+                .flatten();
             match iso {
-                Some(iso) => wrapped("$date", iso),
+                Some(iso) => wrapped(out, "$date", &iso),
                 None => {
-                    let long = wrapped("$numberLong", millis.to_string());
-                    let mut object = Map::with_capacity(1);
-                    object.insert("$date".to_owned(), long);
-                    Value::Object(object)
+                    out.extend_from_slice(b"{\"$date\":");
+                    wrapped(out, "$numberLong", &millis.to_string());
+                    out.push(b'}');
                 }
             }
         }
-        // Everything else is the same in both encodings and exact in the crate.
-        other => other.into_relaxed_extjson(),
+        Bson::ObjectId(oid) => wrapped(out, "$oid", &oid.to_hex()),
+        Bson::Timestamp(timestamp) => {
+            let _ = write!(
+                out,
+                "{{\"$timestamp\":{{\"t\":{},\"i\":{}}}}}",
+                timestamp.time, timestamp.increment
+            );
+        }
+        Bson::JavaScriptCodeWithScope(code) => {
+            out.extend_from_slice(b"{\"$code\":");
+            write_str(out, &code.code);
+            out.extend_from_slice(b",\"$scope\":");
+            write_extjson(out, &Bson::Document(code.scope.clone()), encoding);
+            out.push(b'}');
+        }
+        // The same in both encodings and exact in the crate: binary, regex, code,
+        // symbol, decimal, undefined, min/max key, DBPointer.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, &other.clone().into_relaxed_extjson());
+        }
     }
 }
 
-fn double(number: f64, canonical: bool) -> Value {
-    if !canonical && number.is_finite() {
-        if let Some(json) = Number::from_f64(number) {
-            return Value::Number(json);
-        }
-    }
-    wrapped("$numberDouble", double_text(number))
+/// A JSON string, escaped by serde_json (writing to a `Vec` cannot fail).
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn write_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+/// `{"<key>":"<text>"}`
+fn wrapped(out: &mut Vec<u8>, key: &str, text: &str) {
+    out.push(b'{');
+    write_str(out, key);
+    out.push(b':');
+    write_str(out, text);
+    out.push(b'}');
 }
 
 /// The shortest text that reads back as the same double, always with a `.` or exponent so
@@ -198,10 +310,11 @@ fn double_text(number: f64) -> String {
     }
 }
 
-fn wrapped(key: &str, text: String) -> Value {
-    let mut object = Map::with_capacity(1);
-    object.insert(key.to_owned(), Value::String(text));
-    Value::Object(object)
+/// Extended JSON text of `value` (tests, hashing).
+pub fn to_extjson_string(value: &Bson, encoding: Encoding) -> String {
+    let mut out = Vec::new();
+    write_extjson(&mut out, value, encoding);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -210,10 +323,14 @@ mod tests {
     use bson::{doc, DateTime};
     use serde_json::json;
 
+    fn json(value: &Bson, encoding: Encoding) -> Value {
+        serde_json::from_str(&to_extjson_string(value, encoding)).expect("valid JSON")
+    }
+
     fn both(value: Bson) -> (Value, Value) {
         (
-            to_extjson(value.clone(), Encoding::Canonical),
-            to_extjson(value, Encoding::Relaxed),
+            json(&value, Encoding::Canonical),
+            json(&value, Encoding::Relaxed),
         )
     }
 
@@ -238,6 +355,13 @@ mod tests {
         ] {
             assert!(!is_decimal_string(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn strings_and_keys_are_escaped() {
+        let value = Bson::Document(doc! {"q\"\n": "a\\b\u{1}é"});
+        let text = to_extjson_string(&value, Encoding::Relaxed);
+        assert_eq!(text, r#"{"q\"\n":"a\\b\u0001é"}"#);
     }
 
     #[test]
@@ -272,8 +396,10 @@ mod tests {
             json!({"$numberDouble": "-Infinity"})
         );
         assert_eq!(both(Bson::Double(1.0)).0, json!({"$numberDouble": "1.0"}));
-        let text = serde_json::to_string(&both(Bson::Double(1.0)).1).unwrap_or_default();
+        let text = to_extjson_string(&Bson::Double(1.0), Encoding::Relaxed);
         assert_eq!(text, "1.0", "relaxed integral doubles stay doubles");
+        let text = to_extjson_string(&Bson::Double(1e300), Encoding::Relaxed);
+        assert_eq!(text.parse::<f64>().ok(), Some(1e300));
     }
 
     #[test]
@@ -302,9 +428,8 @@ mod tests {
     #[test]
     fn nested_values_and_key_order_are_kept() {
         let value = Bson::Document(doc! {"z": 1_i64, "a": [1_i32, {"$k.x": 2.5}], "m": "s"});
-        let canonical = to_extjson(value, Encoding::Canonical);
         assert_eq!(
-            serde_json::to_string(&canonical).unwrap_or_default(),
+            to_extjson_string(&value, Encoding::Canonical),
             r#"{"z":{"$numberLong":"1"},"a":[{"$numberInt":"1"},{"$k.x":{"$numberDouble":"2.5"}}],"m":"s"}"#
         );
     }

@@ -7,7 +7,7 @@
 
 use bson::{spec::BinarySubtype, Bson};
 
-use super::extjson::{to_extjson, Encoding};
+use super::extjson::{to_extjson_string, Encoding};
 use super::lake_path::{short_hash, LakePath, Segment, SegmentError};
 use super::record::Record;
 
@@ -205,7 +205,7 @@ fn id_text(id: Option<&Bson>) -> String {
                 .collect()
         }
         Some(other) => {
-            let canonical = to_extjson(other.clone(), Encoding::Canonical).to_string();
+            let canonical = to_extjson_string(other, Encoding::Canonical);
             format!("h{}", short_hash(canonical.as_bytes()))
         }
         None => "noid".to_owned(),

@@ -2,10 +2,9 @@
 //! the file's JSON is laid out.
 
 use bson::{Bson, DateTime, Document, Timestamp};
-use serde_json::{Map, Value};
 
 use super::change_event::{DataChange, DataOperation, EventError, Namespace};
-use super::extjson::{to_extjson, Encoding};
+use super::extjson::{write_extjson, write_str, Encoding};
 
 /// Where a record's `data` came from in the change event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,42 +84,68 @@ impl Record {
     /// Deterministic: the same event always gives the same bytes, which is what makes a
     /// redelivered event land as an identical file.
     pub fn into_json_line(self, encoding: Encoding) -> Vec<u8> {
-        let mut object = Map::with_capacity(10);
-        let mut put = |key: &str, value: Value| {
-            object.insert(key.to_owned(), value);
-        };
-        put("operationType", Value::from(self.operation.as_str()));
-        put("dataSource", Value::from(self.data_source.as_str()));
-        put("eventId", Value::from(self.event_id.as_str()));
-        let mut ns = Map::with_capacity(2);
-        ns.insert("db".to_owned(), Value::from(self.ns.db.as_str()));
-        ns.insert("coll".to_owned(), Value::from(self.ns.coll.as_str()));
-        put("ns", Value::Object(ns));
-        put(
-            "documentKey",
-            to_extjson(Bson::Document(self.document_key), encoding),
-        );
-        put(
-            "clusterTime",
-            to_extjson(Bson::Timestamp(self.cluster_time), encoding),
-        );
+        let mut line = JsonObject::with_capacity(512);
+        line.text("operationType", self.operation.as_str());
+        line.text("dataSource", self.data_source.as_str());
+        line.text("eventId", &self.event_id);
+        let ns = doc_ns(self.ns);
+        line.bson("ns", &ns, encoding);
+        line.bson("documentKey", &Bson::Document(self.document_key), encoding);
+        line.bson("clusterTime", &Bson::Timestamp(self.cluster_time), encoding);
         if let Some(wall_time) = self.wall_time {
-            put("wallTime", to_extjson(Bson::DateTime(wall_time), encoding));
+            line.bson("wallTime", &Bson::DateTime(wall_time), encoding);
         }
-        if let Some(txn_number) = self.txn_number {
-            put("txnNumber", to_extjson(txn_number, encoding));
+        if let Some(txn_number) = &self.txn_number {
+            line.bson("txnNumber", txn_number, encoding);
         }
         if let Some(update) = self.update_description {
-            put(
-                "updateDescription",
-                to_extjson(Bson::Document(update), encoding),
-            );
+            line.bson("updateDescription", &Bson::Document(update), encoding);
         }
-        put("data", to_extjson(Bson::Document(self.data), encoding));
+        line.bson("data", &Bson::Document(self.data), encoding);
+        line.finish()
+    }
+}
 
-        let mut line = Value::Object(object).to_string().into_bytes();
-        line.push(b'\n');
-        line
+fn doc_ns(ns: Namespace) -> Bson {
+    let mut document = Document::new();
+    document.insert("db", ns.db);
+    document.insert("coll", ns.coll);
+    Bson::Document(document)
+}
+
+/// Writes a one-line JSON object field by field.
+struct JsonObject {
+    out: Vec<u8>,
+}
+
+impl JsonObject {
+    fn with_capacity(capacity: usize) -> JsonObject {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        JsonObject { out }
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        write_str(&mut self.out, key);
+        self.out.push(b':');
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_str(&mut self.out, value);
+    }
+
+    fn bson(&mut self, key: &str, value: &Bson, encoding: Encoding) {
+        self.key(key);
+        write_extjson(&mut self.out, value, encoding);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.out.extend_from_slice(b"}\n");
+        self.out
     }
 }
 
@@ -205,7 +230,7 @@ mod tests {
         let text = String::from_utf8(line).expect("utf-8");
         assert_eq!(text.matches('\n').count(), 1);
         assert!(text.ends_with('\n'));
-        let value: Value = serde_json::from_str(&text).expect("json");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
         let keys: Vec<&str> = value
             .as_object()
             .map(|o| o.keys().map(String::as_str).collect())
