@@ -8,9 +8,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use bson::Document;
 use serde_json::{json, Value};
 
-use crate::domain::{extjson, ChangeEvent, Encoding, PathLayout, Record};
+use crate::domain::extjson::{self, BodyError};
+use crate::domain::{ChangeEvent, Encoding, PathLayout, Record};
 use crate::error::IngestError;
 use crate::sink::{LakeFile, Sink, Stored};
 
@@ -147,16 +149,15 @@ impl Ingestor {
         body: &[u8],
         format: BodyFormat,
     ) -> Result<(Vec<LakeFile>, usize, usize), IngestError> {
-        let (values, batched) = split_events(body, format)?;
-        let events = values.len();
+        let (documents, batched) = read_events(body, format)?;
+        let events = documents.len();
         let mut prepared = Vec::with_capacity(events);
         let mut skipped = 0;
-        for (index, value) in values.into_iter().enumerate() {
+        for (index, document) in documents.into_iter().enumerate() {
             let invalid = |detail: String| IngestError::InvalidEvent {
                 detail,
                 index: batched.then_some(index),
             };
-            let document = extjson::parse_document(value).map_err(invalid)?;
             let change = match ChangeEvent::parse(document).map_err(|e| invalid(e.to_string()))? {
                 ChangeEvent::Data(change) => change,
                 ChangeEvent::Other { .. } => {
@@ -175,34 +176,23 @@ impl Ingestor {
     }
 }
 
-/// Splits a body into one JSON value per event. The flag tells whether the body was a
-/// batch (array or NDJSON), in which case errors name the event's index.
-fn split_events(body: &[u8], format: BodyFormat) -> Result<(Vec<Value>, bool), IngestError> {
-    let malformed = |error: serde_json::Error, index| IngestError::MalformedJson {
-        detail: format!("body is not valid JSON: {error}"),
-        index,
+/// Reads a body into one document per event. The flag tells whether the body was a batch
+/// (array or NDJSON), in which case errors name the event's index.
+fn read_events(body: &[u8], format: BodyFormat) -> Result<(Vec<Document>, bool), IngestError> {
+    let read = match format {
+        BodyFormat::Json => extjson::parse_json_body(body),
+        BodyFormat::Ndjson => body
+            .split(|&byte| byte == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .enumerate()
+            .map(|(index, line)| extjson::parse_ndjson_line(line, index))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|documents| (documents, true)),
     };
-    match format {
-        BodyFormat::Json => match serde_json::from_slice(body).map_err(|e| malformed(e, None))? {
-            Value::Array(events) => Ok((events, true)),
-            event @ Value::Object(_) => Ok((vec![event], false)),
-            _ => Err(IngestError::InvalidEvent {
-                detail: "the body must be a change event object or an array of them".into(),
-                index: None,
-            }),
-        },
-        BodyFormat::Ndjson => {
-            let mut events = Vec::new();
-            for line in body.split(|&byte| byte == b'\n') {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let index = events.len();
-                events.push(serde_json::from_slice(line).map_err(|e| malformed(e, Some(index)))?);
-            }
-            Ok((events, true))
-        }
-    }
+    read.map_err(|error| match error {
+        BodyError::Malformed { detail, index } => IngestError::MalformedJson { detail, index },
+        BodyError::Invalid { detail, index } => IngestError::InvalidEvent { detail, index },
+    })
 }
 
 #[cfg(test)]
@@ -227,23 +217,15 @@ mod tests {
     }
 
     #[test]
-    fn bodies_split_into_events() {
-        let (one, batched) = split_events(br#"{"a":1}"#, BodyFormat::Json).expect("object");
-        assert_eq!((one.len(), batched), (1, false));
-        let (many, batched) =
-            split_events(br#"[{"a":1},{"a":2}]"#, BodyFormat::Json).expect("array");
-        assert_eq!((many.len(), batched), (2, true));
-        let (lines, _) =
-            split_events(b"{\"a\":1}\r\n\n  \n{\"a\":2}\n", BodyFormat::Ndjson).expect("lines");
-        assert_eq!(lines.len(), 2);
-    }
-
-    #[test]
     fn malformed_lines_are_named() {
-        let error = split_events(b"{\"a\":1}\n{oops\n", BodyFormat::Ndjson).expect_err("bad line");
-        assert_eq!(error.index(), Some(1));
+        let error =
+            read_events(b"{\"a\":1}\r\n\n  \n{oops\n", BodyFormat::Ndjson).expect_err("bad line");
+        assert_eq!(error.index(), Some(1), "blank lines do not count");
         assert_eq!(error.code(), "malformed_json");
-        let error = split_events(b"42", BodyFormat::Json).expect_err("not an object");
+        let error = read_events(b"42", BodyFormat::Json).expect_err("not an object");
         assert_eq!(error.code(), "invalid_event");
+        let (events, batched) =
+            read_events(b"{\"a\":1}\r\n\n{\"a\":2}\n", BodyFormat::Ndjson).expect("lines");
+        assert_eq!((events.len(), batched), (2, true));
     }
 }

@@ -7,7 +7,7 @@
 mod read;
 mod write;
 
-pub use read::parse_document;
+pub use read::{parse_json_body, parse_ndjson_line, BodyError};
 pub(crate) use write::write_str;
 pub use write::{to_extjson_string, write_extjson};
 

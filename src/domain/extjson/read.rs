@@ -8,20 +8,293 @@
 //! and accepts keys containing NUL, which BSON cannot hold. Such input is refused, naming
 //! the field.
 
-use bson::{Bson, Document};
-use serde_json::Value;
+use std::cell::{Cell, RefCell};
+use std::fmt;
 
-/// Why input was refused: the problem, and the field path from the innermost part out.
+use bson::{Bson, Document};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::error::Category;
+use serde_json::{Map, Value};
+
+/// Why a request body could not be read as change events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not JSON (syntax).
+    Malformed {
+        detail: String,
+        index: Option<usize>,
+    },
+    /// JSON, but not Extended JSON change event objects.
+    Invalid {
+        detail: String,
+        index: Option<usize>,
+    },
+}
+
+/// The events of an `application/json` body: one event object, or an array of them. The
+/// flag tells whether it was an array (then errors carry the element's index).
+pub fn parse_json_body(body: &[u8]) -> Result<(Vec<Document>, bool), BodyError> {
+    let context = Context::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = de::Deserializer::deserialize_any(&mut deserializer, BodyVisitor(&context))
+        .and_then(|parsed| deserializer.end().map(|()| parsed));
+    match parsed {
+        Ok(Body::One(document)) => Ok((vec![document], false)),
+        Ok(Body::Many(documents)) => Ok((documents, true)),
+        Err(error) => Err(context.refusal(error, context.index.get())),
+    }
+}
+
+/// One event of an NDJSON body; `index` is its position, for errors.
+pub fn parse_ndjson_line(line: &[u8], index: usize) -> Result<Document, BodyError> {
+    let context = Context::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    EventSeed(&context)
+        .deserialize(&mut deserializer)
+        .and_then(|document| deserializer.end().map(|()| document))
+        .map_err(|error| context.refusal(error, Some(index)))
+}
+
+/// State shared by the visitors of one parse. Costs nothing until something fails.
+#[derive(Default)]
+struct Context {
+    /// The failing field's path, innermost part first, filled in as the error unwinds.
+    path: RefCell<Vec<String>>,
+    /// The array element being read, in a batch.
+    index: Cell<Option<usize>>,
+}
+
+impl Context {
+    fn within(&self, part: impl Into<String>) {
+        self.path.borrow_mut().push(part.into());
+    }
+
+    fn refusal(&self, error: serde_json::Error, index: Option<usize>) -> BodyError {
+        if error.classify() != Category::Data {
+            return BodyError::Malformed {
+                detail: format!("body is not valid JSON: {error}"),
+                index,
+            };
+        }
+        let path: Vec<String> = self.path.borrow().iter().rev().cloned().collect();
+        let detail = if path.is_empty() {
+            error.to_string()
+        } else {
+            format!("{}: {error}", path.join("."))
+        };
+        BodyError::Invalid { detail, index }
+    }
+}
+
+enum Body {
+    One(Document),
+    Many(Vec<Document>),
+}
+
+/// The top of an `application/json` body.
+struct BodyVisitor<'c>(&'c Context);
+
+impl<'de> Visitor<'de> for BodyVisitor<'_> {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a change event object or an array of them")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
+        EventSeed(self.0).visit_map(map).map(Body::One)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
+        let mut documents = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        loop {
+            self.0.index.set(Some(documents.len()));
+            match seq.next_element_seed(EventSeed(self.0))? {
+                Some(document) => documents.push(document),
+                None => break,
+            }
+        }
+        self.0.index.set(None);
+        Ok(Body::Many(documents))
+    }
+}
+
+/// One change event: a JSON object that is a document, not a type wrapper.
+#[derive(Clone, Copy)]
+struct EventSeed<'c>(&'c Context);
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = Document;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Document, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a change event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
+        match ValueSeed(self.0).visit_map(map)? {
+            Bson::Document(document) => Ok(document),
+            other => Err(de::Error::custom(format!(
+                "a change event must be an object, not an Extended JSON {:?} value",
+                other.element_type()
+            ))),
+        }
+    }
+}
+
+/// Any BSON value.
+#[derive(Clone, Copy)]
+struct ValueSeed<'c>(&'c Context);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Bson;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Bson, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Bson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an Extended JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Bson, E> {
+        Ok(Bson::Boolean(value))
+    }
+
+    // Relaxed numbers as the Extended JSON spec and the `bson` crate read them: integers
+    // that fit Int32 are Int32, else Int64, else (beyond i64) Double.
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Bson, E> {
+        Ok(i32::try_from(value).map_or(Bson::Int64(value), Bson::Int32))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Bson, E> {
+        match i64::try_from(value) {
+            Ok(value) => self.visit_i64(value),
+            Err(_) => Ok(Bson::Double(value as f64)),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Bson, E> {
+        Ok(Bson::Double(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Bson, E> {
+        Ok(Bson::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Bson, E> {
+        Ok(Bson::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Bson, E> {
+        Ok(Bson::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bson, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        loop {
+            match seq.next_element_seed(self) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return Ok(Bson::Array(items)),
+                Err(error) => {
+                    self.0.within(items.len().to_string());
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bson, A::Error> {
+        let mut document = Document::new();
+        let Some(mut key) = map.next_key::<String>()? else {
+            return Ok(Bson::Document(document));
+        };
+        loop {
+            if key.starts_with('$') {
+                return self.dollar_object(key, map, document);
+            }
+            if key.contains('\0') {
+                self.0.within(key.escape_default().to_string());
+                return Err(de::Error::custom("field names cannot contain NUL"));
+            }
+            match map.next_value_seed(self) {
+                Ok(value) => document.insert(key, value),
+                Err(error) => {
+                    self.0.within(key);
+                    return Err(error);
+                }
+            };
+            match map.next_key::<String>()? {
+                Some(next) => key = next,
+                None => return Ok(Bson::Document(document)),
+            }
+        }
+    }
+}
+
+impl ValueSeed<'_> {
+    /// An object with a `$`-prefixed key: read the rest as JSON and let the Extended JSON
+    /// rules decide, exactly as if the whole object had been read at once. Fields read
+    /// before the `$` key go back to canonical Extended JSON, which is lossless.
+    fn dollar_object<'de, A: MapAccess<'de>>(
+        self,
+        key: String,
+        mut map: A,
+        before: Document,
+    ) -> Result<Bson, A::Error> {
+        let value: Value = map.next_value()?;
+        let next = map.next_key::<String>()?;
+        if before.is_empty() && next.is_none() {
+            if let Some(bson) = common_wrapper(&key, &value) {
+                return Ok(bson);
+            }
+        }
+        let mut object = Map::new();
+        for (name, value) in before {
+            let text = super::to_extjson_string(&value, super::Encoding::Canonical);
+            object.insert(
+                name,
+                serde_json::from_str(&text).map_err(de::Error::custom)?,
+            );
+        }
+        object.insert(key, value);
+        if let Some(name) = next {
+            let value = map.next_value()?;
+            object.insert(name, value);
+            while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                object.insert(name, value);
+            }
+        }
+        dollar_object_to_bson(object).map_err(|refusal| {
+            self.0.path.borrow_mut().extend(refusal.path);
+            de::Error::custom(refusal.problem)
+        })
+    }
+}
+
+/// Why a `$`-keyed object was refused: the problem, and the field path inside the object
+/// from the innermost part out.
 struct Refusal {
     path: Vec<String>,
     problem: String,
 }
 
 impl Refusal {
-    fn new(problem: String) -> Refusal {
+    fn new(problem: impl Into<String>) -> Refusal {
         Refusal {
             path: Vec::new(),
-            problem,
+            problem: problem.into(),
         }
     }
 
@@ -29,75 +302,20 @@ impl Refusal {
         self.path.push(key.into());
         self
     }
-
-    fn into_message(self) -> String {
-        if self.path.is_empty() {
-            return self.problem;
-        }
-        let path: Vec<String> = self.path.into_iter().rev().collect();
-        format!("{}: {}", path.join("."), self.problem)
-    }
 }
 
-/// Parses one Extended JSON object (canonical or relaxed) into a document. Errors name the
-/// offending field by its dotted path.
-pub fn parse_document(value: Value) -> Result<Document, String> {
-    let Value::Object(_) = value else {
-        return Err("a change event must be a JSON object".to_owned());
-    };
-    match to_bson(value).map_err(Refusal::into_message)? {
-        Bson::Document(document) => Ok(document),
-        other => Err(format!(
-            "expected a document, found {:?}",
-            other.element_type()
-        )),
-    }
+fn dollar_object_to_bson(object: Map<String, Value>) -> Result<Bson, Refusal> {
+    let value = Value::Object(object);
+    check_strict(&value)?;
+    Bson::try_from(value).map_err(|e| Refusal::new(format!("invalid Extended JSON: {e}")))
 }
 
-fn to_bson(value: Value) -> Result<Bson, Refusal> {
-    match value {
-        Value::Object(object) if object.keys().any(|key| key.starts_with('$')) => {
-            if let Some(bson) = common_wrapper(&object) {
-                return Ok(bson);
-            }
-            let value = Value::Object(object);
-            check_strict(&value)?;
-            Bson::try_from(value).map_err(|e| Refusal::new(format!("invalid Extended JSON: {e}")))
-        }
-        Value::Object(object) => object
-            .into_iter()
-            .map(|(key, value)| {
-                if key.contains('\0') {
-                    return Err(Refusal::new("field names cannot contain NUL".to_owned())
-                        .within(key.escape_default().to_string()));
-                }
-                match to_bson(value) {
-                    Ok(bson) => Ok((key, bson)),
-                    Err(refusal) => Err(refusal.within(key)),
-                }
-            })
-            .collect::<Result<Document, Refusal>>()
-            .map(Bson::Document),
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| to_bson(item).map_err(|r| r.within(index.to_string())))
-            .collect::<Result<Vec<Bson>, Refusal>>()
-            .map(Bson::Array),
-        scalar => Bson::try_from(scalar).map_err(|e| Refusal::new(format!("invalid number: {e}"))),
-    }
-}
-
-/// The wrappers found in nearly every document (`$oid`, `$numberInt`, `$numberLong`,
-/// `$numberDouble`, `$date` with `$numberLong`), read directly: the crate's general path
-/// costs several times more. Returns `None` for anything else, including every invalid
-/// value, so the crate's rules and error messages still decide those.
-fn common_wrapper(object: &serde_json::Map<String, Value>) -> Option<Bson> {
-    if object.len() != 1 {
-        return None;
-    }
-    let (key, value) = object.iter().next()?;
-    match (key.as_str(), value) {
+/// The one-key wrappers found in nearly every document (`$oid`, `$numberInt`,
+/// `$numberLong`, `$numberDouble`, `$date` with `$numberLong`), read directly: the crate's
+/// general path costs several times more. Returns `None` for anything else, including
+/// every invalid value, so the crate's rules and error messages still decide those.
+fn common_wrapper(key: &str, value: &Value) -> Option<Bson> {
+    match (key, value) {
         ("$oid", Value::String(hex)) => {
             bson::oid::ObjectId::parse_str(hex).ok().map(Bson::ObjectId)
         }
@@ -206,14 +424,72 @@ mod tests {
 
     #[test]
     fn lenient_inputs_are_refused_with_their_path() {
-        let parse = |text: &str| parse_document(serde_json::from_str(text).unwrap_or_default());
-        assert_eq!(
-            parse(r#"{"a":[{"d":{"$numberDecimal":"E01"}}]}"#),
-            Err("a.0.d: $numberDecimal \"E01\" is not a decimal number".to_owned())
+        let parse = |text: &str| parse_ndjson_line(text.as_bytes(), 0);
+        let Err(BodyError::Invalid { detail, index }) =
+            parse(r#"{"a":[{"d":{"$numberDecimal":"E01"}}]}"#)
+        else {
+            panic!("refused as invalid");
+        };
+        assert!(
+            detail.starts_with("a.0.d: $numberDecimal \"E01\" is not a decimal number"),
+            "{detail}"
         );
+        assert_eq!(index, Some(0));
         assert!(parse(r#"{"a":{"$date":42}}"#).is_err());
         assert!(parse("{\"a\\u0000\":1}").is_err());
+        assert!(parse(r#"{"b":{"c":{"x\u0000":1}}}"#).is_err());
         assert!(parse(r#"{"a":{"$numberDecimal":"1.5E+3"}}"#).is_ok());
-        assert!(parse("[1]").is_err());
+        assert!(matches!(parse("[1]"), Err(BodyError::Invalid { .. })));
+        assert!(matches!(parse("{\"a\":"), Err(BodyError::Malformed { .. })));
+    }
+
+    #[test]
+    fn bodies_are_one_event_or_a_batch() {
+        let (one, batched) = parse_json_body(br#"{"a":1}"#).expect("object");
+        assert_eq!((one.len(), batched), (1, false));
+        let (many, batched) = parse_json_body(br#"[{"a":1},{"a":2}]"#).expect("array");
+        assert_eq!((many.len(), batched), (2, true));
+        let refused = parse_json_body(br#"[{"a":1},{"a":{"$numberInt":"x"}}]"#);
+        let Err(BodyError::Invalid { detail, index }) = refused else {
+            panic!("refused as invalid: {refused:?}");
+        };
+        assert_eq!(index, Some(1));
+        assert!(detail.starts_with("a: invalid Extended JSON"), "{detail}");
+        assert!(matches!(
+            parse_json_body(b"42"),
+            Err(BodyError::Invalid { index: None, .. })
+        ));
+        assert!(matches!(
+            parse_json_body(b"{} x"),
+            Err(BodyError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_json_body(br#"{"$oid":"573a1390f29313caabcd4135"}"#),
+            Err(BodyError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn values_read_like_the_bson_crate_reads_them() {
+        // The streaming reader and the crate's own reader agree, wrappers and all.
+        let agree = |text: &str| {
+            let ours = parse_ndjson_line(text.as_bytes(), 0);
+            let theirs = serde_json::from_str::<Value>(text).map(Bson::try_from);
+            match (ours, theirs) {
+                (Ok(ours), Ok(Ok(Bson::Document(theirs)))) => assert_eq!(ours, theirs, "{text}"),
+                (Err(_), Ok(Err(_))) => {}
+                (ours, theirs) => panic!("disagree on {text}: {ours:?} vs {theirs:?}"),
+            }
+        };
+        agree(
+            r#"{"i":1,"l":3000000000,"u":18446744073709551615,"d":1.5,"e":1e300,"s":"x","n":null,
+            "b":true,"a":[1,{"$numberLong":"2"}],"o":{"$oid":"573a1390f29313caabcd4135"},
+            "t":{"$date":"2012-12-24T12:15:30.501Z"},"r":{"$ref":"c","$id":1},
+            "late":{"y":1,"$ref":"c","$id":2},"empty":{}}"#,
+        );
+        // A wrapper key after ordinary keys is judged by the crate's rules, as a whole.
+        agree(r#"{"x":{"y":1,"$numberInt":"5"}}"#);
+        agree(r#"{"x":{"$numberInt":"5","y":1}}"#);
+        assert!(parse_ndjson_line(br#"{"x":{"y":1,"$numberInt":"5"}}"#, 0).is_err());
     }
 }
