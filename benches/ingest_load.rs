@@ -7,7 +7,7 @@
 //! figures on a 2-core machine include the client's own CPU use.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,13 +20,10 @@ const SAMPLE_TOKEN: &str =
 struct Handler {
     child: Child,
     port: u16,
-    lake: PathBuf,
 }
 
 impl Handler {
-    fn start(durable: bool) -> Handler {
-        let lake = lake_root().join(format!("bench-lake-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&lake);
+    fn start(lake: PathBuf, durable: bool) -> Handler {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_handler"))
             .env_clear()
@@ -43,7 +40,7 @@ impl Handler {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("handler starts");
-        let handler = Handler { child, port, lake };
+        let handler = Handler { child, port };
         handler.wait_ready(Instant::now());
         handler
     }
@@ -116,7 +113,6 @@ impl Handler {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.lake);
     }
 }
 
@@ -291,8 +287,8 @@ fn scaled(n: usize) -> usize {
     ((n as f64 * scale) as usize).max(10)
 }
 
-async fn scenarios(durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
-    let handler = Handler::start(durable);
+async fn scenarios(lake: PathBuf, durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
+    let handler = Handler::start(lake, durable);
     let url = handler.url();
     let mut take = |n: usize| -> Vec<String> {
         let bodies = (*serial..*serial + n).map(event).collect();
@@ -330,7 +326,9 @@ async fn scenarios(durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
 fn startup_times(samples: usize) -> Vec<f64> {
     (0..samples)
         .map(|_| {
-            let lake = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-startup");
+            let lake = lake_root()
+                .join(format!("bench-{}", std::process::id()))
+                .join("startup");
             let port = free_port();
             let started = Instant::now();
             let child = Command::new(env!("CARGO_BIN_EXE_handler"))
@@ -341,7 +339,7 @@ fn startup_times(samples: usize) -> Vec<f64> {
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("handler starts");
-            let handler = Handler { child, port, lake };
+            let handler = Handler { child, port };
             let ready = handler.wait_ready(started);
             handler.stop();
             ready.as_secs_f64() * 1000.0
@@ -355,11 +353,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Lakes are removed only at the end: on some file systems (ext4 without a journal, as
+    // on this project's VMs) deleting many files slows the creation of the next ones,
+    // which would penalise whichever scenario runs after a cleanup.
+    let root = lake_root().join(format!("bench-{}", std::process::id()));
     let mut serial = 0;
     println!("| scenario | events | events/s | p50 ms | p99 ms | handler CPU µs/event |");
     println!("|---|---:|---:|---:|---:|---:|");
     for durable in [true, false] {
-        let (runs, rss) = runtime.block_on(scenarios(durable, &mut serial));
+        let lake = root.join(if durable { "durable" } else { "fast" });
+        let (runs, rss) = runtime.block_on(scenarios(lake, durable, &mut serial));
         let label = if durable {
             "fsync on (default)"
         } else {
@@ -377,5 +380,6 @@ fn main() {
         startup[startup.len() / 2],
         startup[startup.len() - 1]
     );
-    let _ = std::fs::remove_dir_all(Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-startup"));
+    println!("\nlakes under {}", root.display());
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -13,15 +13,17 @@
 //! flush, publish all, one flush, with flushes shared between concurrent requests
 //! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two hundred.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+mod folder;
+
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use self::folder::{discard, Folder, Staged, TempNames};
 use super::group_sync::{GroupSync, FLUSHES_WHOLE_FILE_SYSTEM};
 use super::{LakeFile, Sink, SinkError, Stored};
 use crate::domain::LakePath;
@@ -40,19 +42,10 @@ pub struct LocalLake {
 #[derive(Debug)]
 struct Inner {
     container_root: PathBuf,
-    temp_dir: PathBuf,
+    temp_names: TempNames,
     /// Flushes files and names to disk before acknowledging; `None` when
     /// `LOCAL_LAKE_FSYNC=false` (throwaway lakes, benchmarks of everything else).
     durability: Option<GroupSync>,
-    next_temp: AtomicU64,
-}
-
-/// A file written complete but not yet visible at its final path.
-enum Staged {
-    /// Linux `O_TMPFILE`: an open file with no name yet.
-    Unnamed(File),
-    /// A temporary name in `<container>/_tmp/`.
-    Named(PathBuf),
 }
 
 /// Where one file of a request stands.
@@ -60,7 +53,8 @@ enum Progress {
     Done(Result<Stored, SinkError>),
     Staged {
         path: LakePath,
-        target: PathBuf,
+        /// Index into the request's open folders.
+        folder: usize,
         staged: Staged,
     },
 }
@@ -81,9 +75,8 @@ impl LocalLake {
         Ok(LocalLake {
             inner: Arc::new(Inner {
                 container_root,
-                temp_dir,
+                temp_names: TempNames::new(temp_dir),
                 durability,
-                next_temp: AtomicU64::new(0),
             }),
         })
     }
@@ -117,76 +110,68 @@ fn io_error(operation: &'static str, path: &LakePath, source: io::Error) -> Sink
 
 impl Inner {
     fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>> {
+        // The folders this request writes to, opened once (usually one or a few).
+        let mut folders: Vec<Folder> = Vec::new();
         let mut results = Vec::with_capacity(files.len());
         let mut files = files.into_iter().peekable();
         while files.peek().is_some() {
-            let chunk: Vec<Progress> = files.by_ref().take(CHUNK).map(|f| self.stage(f)).collect();
-            results.extend(self.publish_chunk(chunk));
+            let chunk: Vec<Progress> = files
+                .by_ref()
+                .take(CHUNK)
+                .map(|file| self.stage(file, &mut folders))
+                .collect();
+            results.extend(self.publish_chunk(chunk, &folders));
         }
         results
     }
 
     /// Writes a file complete, without making it visible.
-    fn stage(&self, file: LakeFile) -> Progress {
-        let target = file.path.under(&self.container_root);
+    fn stage(&self, file: LakeFile, folders: &mut Vec<Folder>) -> Progress {
+        let parent = file.path.parent_segments().iter().fold(
+            self.container_root.clone(),
+            |mut dir, segment| {
+                dir.push(segment.as_str());
+                dir
+            },
+        );
+        let index = match folders.iter().position(|folder| folder.path() == parent) {
+            Some(index) => index,
+            None => match Folder::open(parent) {
+                Ok(folder) => {
+                    folders.push(folder);
+                    folders.len() - 1
+                }
+                Err(source) => {
+                    return Progress::Done(Err(io_error("opening folder of", &file.path, source)))
+                }
+            },
+        };
+        let folder = &folders[index];
+        let name = file.path.file_name().as_str();
         // Redeliveries take this path: no write at all.
-        if fs::symlink_metadata(&target).is_ok() {
-            return Progress::Done(Ok(Stored::AlreadyPresent));
+        match folder.contains(name) {
+            Ok(true) => return Progress::Done(Ok(Stored::AlreadyPresent)),
+            Ok(false) => {}
+            Err(source) => return Progress::Done(Err(io_error("checking", &file.path, source))),
         }
-        let parent = target
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.container_root.clone());
-        let staged =
-            fs::create_dir_all(&parent).and_then(|()| self.write_staged(&parent, &file.contents));
-        match staged {
+        let flush_each = self.durability.is_some() && !FLUSHES_WHOLE_FILE_SYSTEM;
+        match folder.stage(&file.contents, &self.temp_names, flush_each) {
             Ok(staged) => Progress::Staged {
                 path: file.path,
-                target,
+                folder: index,
                 staged,
             },
             Err(source) => Progress::Done(Err(io_error("writing", &file.path, source))),
         }
     }
 
-    fn write_staged(&self, parent: &Path, contents: &[u8]) -> io::Result<Staged> {
-        let (mut file, temp) = match open_unnamed(parent) {
-            Some(file) => (file, None),
-            None => {
-                let temp = self.temp_dir.join(format!(
-                    "{}-{}.tmp",
-                    std::process::id(),
-                    self.next_temp.fetch_add(1, Ordering::Relaxed)
-                ));
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&temp)?;
-                (file, Some(temp))
-            }
-        };
-        let written = file.write_all(contents).and_then(|()| {
-            if self.durability.is_some() && !FLUSHES_WHOLE_FILE_SYSTEM {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        match (written, temp) {
-            (Ok(()), None) => Ok(Staged::Unnamed(file)),
-            (Ok(()), Some(temp)) => Ok(Staged::Named(temp)),
-            (Err(error), temp) => {
-                if let Some(temp) = temp {
-                    let _ = fs::remove_file(temp);
-                }
-                Err(error)
-            }
-        }
-    }
-
     /// Publishes every staged file of a chunk once their contents are durable, then makes
     /// the new names durable.
-    fn publish_chunk(&self, chunk: Vec<Progress>) -> Vec<Result<Stored, SinkError>> {
+    fn publish_chunk(
+        &self,
+        chunk: Vec<Progress>,
+        folders: &[Folder],
+    ) -> Vec<Result<Stored, SinkError>> {
         let any_staged = chunk.iter().any(|p| matches!(p, Progress::Staged { .. }));
         // Contents must be on disk before their names appear, or a crash could leave a
         // complete-looking name over missing data.
@@ -196,7 +181,7 @@ impl Inner {
             Ok(())
         };
 
-        let mut published_dirs: Vec<PathBuf> = Vec::new();
+        let mut touched: Vec<usize> = Vec::new();
         let mut written: Vec<(usize, LakePath)> = Vec::new();
         let mut results = Vec::with_capacity(chunk.len());
         for (index, progress) in chunk.into_iter().enumerate() {
@@ -204,7 +189,7 @@ impl Inner {
                 Progress::Done(result) => result,
                 Progress::Staged {
                     path,
-                    target,
+                    folder,
                     staged,
                 } => match &contents_flushed {
                     Err(error) => {
@@ -212,10 +197,10 @@ impl Inner {
                         Err(io_error("flushing", &path, io::Error::from(error.kind())))
                     }
                     Ok(()) => {
-                        let outcome = publish(staged, &target);
-                        if let (Ok(Stored::Written), Some(parent)) = (&outcome, target.parent()) {
-                            if !published_dirs.iter().any(|dir| dir == parent) {
-                                published_dirs.push(parent.to_path_buf());
+                        let outcome = folders[folder].publish(staged, path.file_name().as_str());
+                        if let Ok(Stored::Written) = outcome {
+                            if !touched.contains(&folder) {
+                                touched.push(folder);
                             }
                             written.push((index, path.clone()));
                         }
@@ -226,7 +211,8 @@ impl Inner {
             results.push(result);
         }
 
-        if let Err(error) = self.flush_names(&published_dirs) {
+        let touched: Vec<&Folder> = touched.into_iter().map(|index| &folders[index]).collect();
+        if let Err(error) = self.flush_names(&touched) {
             // Written, but not known to be durable: the caller must retry, and the retry
             // will find the files present.
             for (index, path) in written {
@@ -245,108 +231,15 @@ impl Inner {
         }
     }
 
-    /// Makes new names in `dirs` durable: one shared flush, or each folder itself.
-    fn flush_names(&self, dirs: &[PathBuf]) -> io::Result<()> {
+    /// Makes new names in `folders` durable: one shared flush, or each folder itself.
+    fn flush_names(&self, folders: &[&Folder]) -> io::Result<()> {
         match &self.durability {
-            _ if dirs.is_empty() => Ok(()),
+            _ if folders.is_empty() => Ok(()),
             None => Ok(()),
             Some(group) if FLUSHES_WHOLE_FILE_SYSTEM => group.flush(),
-            Some(_) => dirs.iter().try_for_each(|dir| sync_dir(dir)),
+            Some(_) => folders.iter().try_for_each(|folder| folder.sync()),
         }
     }
-}
-
-/// Gives a staged file its final name without replacing an existing file.
-fn publish(staged: Staged, target: &Path) -> io::Result<Stored> {
-    let linked = match &staged {
-        Staged::Unnamed(file) => link_unnamed(file, target),
-        Staged::Named(temp) => fs::hard_link(temp, target),
-    };
-    let outcome = match linked {
-        Ok(()) => Ok(Stored::Written),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Stored::AlreadyPresent),
-        Err(e) if links_unsupported(&e) => match &staged {
-            Staged::Named(temp) => fs::rename(temp, target).map(|()| Stored::Written),
-            Staged::Unnamed(_) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    discard(staged);
-    outcome
-}
-
-/// Drops a staged file: an unnamed one vanishes on close, a named one is removed.
-fn discard(staged: Staged) {
-    if let Staged::Named(temp) = staged {
-        // Already gone after a rename.
-        let _ = fs::remove_file(temp);
-    }
-}
-
-fn links_unsupported(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-    ) || error.raw_os_error() == Some(95) // EOPNOTSUPP on Linux file systems without links
-}
-
-/// An unnamed file in `dir`, or `None` where the file system cannot make one.
-#[cfg(target_os = "linux")]
-fn open_unnamed(dir: &Path) -> Option<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .mode(0o644)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)
-        .ok()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_unnamed(_dir: &Path) -> Option<File> {
-    None
-}
-
-/// Names an `O_TMPFILE` file. `linkat` through `/proc/self/fd` with `AT_SYMLINK_FOLLOW`
-/// is the documented way that needs no privileges; it fails with `EEXIST` if `target` exists.
-#[cfg(target_os = "linux")]
-fn link_unnamed(file: &File, target: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    let target = CString::new(target.as_os_str().as_bytes())?;
-    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
-    let result = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            source.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn link_unnamed(_file: &File, _target: &Path) -> io::Result<()> {
-    Err(io::ErrorKind::Unsupported.into())
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    // Windows has no directory handles to flush; NTFS journals the link itself.
-    Ok(())
 }
 
 fn remove_stale_temp_files(temp_dir: &Path) {
@@ -465,21 +358,20 @@ mod tests {
     #[test]
     fn the_named_fallback_publishes_without_replacing() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let folder = Folder::open(dir.path().join("f")).expect("folder");
         let temp = dir.path().join("t.tmp");
-        let target = dir.path().join("final.json");
+        let target = dir.path().join("f/final.json");
         fs::write(&temp, b"new").expect("temp");
-        assert_eq!(
-            publish(Staged::Named(temp.clone()), &target).ok(),
-            Some(Stored::Written)
-        );
+        let first = folder.publish(Staged::Named(temp.clone()), "final.json");
+        assert_eq!(first.ok(), Some(Stored::Written));
         assert!(!temp.exists(), "the temporary name is removed");
 
         fs::write(&temp, b"other").expect("temp");
-        assert_eq!(
-            publish(Staged::Named(temp.clone()), &target).ok(),
-            Some(Stored::AlreadyPresent)
-        );
+        let second = folder.publish(Staged::Named(temp.clone()), "final.json");
+        assert_eq!(second.ok(), Some(Stored::AlreadyPresent));
         assert_eq!(fs::read(&target).expect("final"), b"new", "never replaced");
         assert!(!temp.exists());
+        assert!(folder.contains("final.json").expect("lookup"));
+        assert!(!folder.contains("other.json").expect("lookup"));
     }
 }
