@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use mongo_lake_ingest::configuration::Settings;
-use mongo_lake_ingest::startup::{limit_allocator_arenas, shutdown_signal, Application};
+use mongo_lake_ingest::startup::{shutdown_signal, tune_process, Application};
 use mongo_lake_ingest::telemetry;
 
 fn main() -> ExitCode {
-    // Before any thread exists, so every thread shares the few arenas.
-    limit_allocator_arenas();
+    // Before any thread exists (allocator arenas, open-file limit).
+    tune_process();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run()),
         Err(error) => {

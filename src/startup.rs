@@ -98,14 +98,32 @@ impl Application {
     }
 }
 
-/// Caps glibc's malloc arenas at two. By default glibc gives busy threads up to eight
-/// arenas per core, and memory freed in one stays resident; with the blocking pool's
-/// threads that doubles the resident set for no speed gain (see BENCHMARKS.md).
-pub fn limit_allocator_arenas() {
+/// Process-wide settings made before any thread starts:
+///
+/// - glibc's malloc arenas are capped at two. By default glibc gives busy threads up to
+///   eight arenas per core, and memory freed in one stays resident; with the blocking
+///   pool's threads that doubled the resident set for no speed gain (BENCHMARKS.md).
+/// - the soft limit on open files is raised to the hard limit: each request in flight
+///   holds a few descriptors per file being written, and the common soft default (1024)
+///   would turn a burst of batches into 503s.
+pub fn tune_process() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write a plain struct owned by this frame.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 

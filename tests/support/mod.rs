@@ -172,7 +172,7 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "_tmp") {
+            if path.file_name().is_some_and(|n| n == ".tmp") {
                 continue;
             }
             collect(root, &path, files);

@@ -16,29 +16,79 @@ use crate::sink::Stored;
 pub(super) enum Staged {
     /// Linux `O_TMPFILE`: an open file with no name yet; it vanishes if dropped.
     Unnamed(File),
-    /// A temporary name in `<container>/_tmp/`.
+    /// A temporary name in `<container>/.tmp/`.
     Named(PathBuf),
 }
 
-/// Unique temporary names for file systems without `O_TMPFILE`.
+/// How files are staged, decided once per lake by [`probe_staging`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Staging {
+    /// `O_TMPFILE` files, named with `linkat` (Linux file systems that support it).
+    Unnamed,
+    /// Named temporary files in the lake's temporary folder.
+    Named,
+}
+
+/// Unique temporary names for [`Staging::Named`]: unique across processes sharing a lake
+/// and across restarts (a reused PID does not meet its predecessor's leftovers).
 #[derive(Debug)]
 pub(super) struct TempNames {
     dir: PathBuf,
+    /// Random per process.
+    instance: u64,
     next: AtomicU64,
 }
 
 impl TempNames {
     pub(super) fn new(dir: PathBuf) -> TempNames {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS's randomness: no extra dependency for 64 bits.
+        let instance = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         TempNames {
             dir,
+            instance,
             next: AtomicU64::new(0),
         }
     }
 
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn next(&self) -> PathBuf {
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
-        self.dir
-            .join(format!("{}-{serial}.tmp", std::process::id()))
+        self.dir.join(format!(
+            "{}-{:016x}-{serial}.tmp",
+            std::process::id(),
+            self.instance
+        ))
+    }
+}
+
+/// Finds out once whether unnamed files can be created *and* named in the lake: both
+/// must work, or every write would fail at the last step.
+pub(super) fn probe_staging(temp: &TempNames) -> Staging {
+    let Ok(folder) = Folder::open(temp.dir().to_path_buf()) else {
+        return Staging::Named;
+    };
+    if folder.handle.is_none() {
+        return Staging::Named;
+    }
+    let name = temp.next();
+    let Some(name) = name.file_name().and_then(|n| n.to_str()) else {
+        return Staging::Named;
+    };
+    let works = folder
+        .stage(b"probe", temp, Staging::Unnamed, false)
+        .and_then(|staged| folder.publish(staged, name))
+        .is_ok_and(|stored| stored == Stored::Written);
+    let _ = fs::remove_file(temp.dir().join(name));
+    if works {
+        Staging::Unnamed
+    } else {
+        Staging::Named
     }
 }
 
@@ -79,15 +129,12 @@ impl Folder {
         &self,
         contents: &[u8],
         temp: &TempNames,
+        staging: Staging,
         flush: bool,
     ) -> io::Result<Staged> {
-        let unnamed = match &self.handle {
-            Some(dir) => sys::unnamed_file_at(dir),
-            None => None,
-        };
-        let (mut file, staged_name) = match unnamed {
-            Some(file) => (file, None),
-            None => {
+        let (mut file, staged_name) = match (staging, &self.handle) {
+            (Staging::Unnamed, Some(dir)) => (sys::unnamed_file_at(dir)?, None),
+            _ => {
                 let name = temp.next();
                 let file = OpenOptions::new()
                     .write(true)
@@ -155,7 +202,7 @@ fn links_unsupported(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-    ) || error.raw_os_error() == Some(95) // EOPNOTSUPP on Linux file systems without links
+    ) || error.raw_os_error() == Some(libc::EOPNOTSUPP)
 }
 
 #[cfg(target_os = "linux")]
@@ -170,9 +217,9 @@ mod sys {
 
     /// Whether `linkat(AT_EMPTY_PATH)` works for this process (kernels before 6.10 want
     /// `CAP_DAC_READ_SEARCH`); learnt on first use.
-    pub(super) static EMPTY_PATH_LINKS: AtomicBool = AtomicBool::new(true);
+    static EMPTY_PATH_LINKS: AtomicBool = AtomicBool::new(true);
 
-    fn c_name(name: &str) -> io::Result<CString> {
+    pub(super) fn c_name(name: &str) -> io::Result<CString> {
         CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
@@ -212,8 +259,8 @@ mod sys {
         }
     }
 
-    /// An unnamed file in `dir`, or `None` where the file system cannot make one.
-    pub(super) fn unnamed_file_at(dir: &File) -> Option<File> {
+    /// An unnamed file in `dir` (`O_TMPFILE`).
+    pub(super) fn unnamed_file_at(dir: &File) -> io::Result<File> {
         // SAFETY: a valid descriptor and a NUL-terminated path; on success we own the
         // returned descriptor.
         let fd = unsafe {
@@ -224,25 +271,18 @@ mod sys {
                 0o644 as libc::c_uint,
             )
         };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
         // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+        Ok(unsafe { File::from_raw_fd(fd) })
     }
 
     /// Names an `O_TMPFILE` file `name` in `dir`; fails with `AlreadyExists` if taken.
     pub(super) fn link_unnamed_at(file: &File, dir: &File, name: &str) -> io::Result<()> {
         let name = c_name(name)?;
         if EMPTY_PATH_LINKS.load(Ordering::Relaxed) {
-            // SAFETY: valid descriptors and NUL-terminated strings for the call.
-            let result = unsafe {
-                libc::linkat(
-                    file.as_raw_fd(),
-                    c"".as_ptr(),
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                )
-            };
-            match check(result) {
+            match link_by_descriptor(file, dir, &name) {
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -254,7 +294,25 @@ mod sys {
                 other => return other,
             }
         }
-        // The documented unprivileged way: link the descriptor's /proc entry.
+        link_through_proc(file, dir, &name)
+    }
+
+    /// `linkat(AT_EMPTY_PATH)`: kernels before 6.10 want `CAP_DAC_READ_SEARCH` for it.
+    fn link_by_descriptor(file: &File, dir: &File, name: &CString) -> io::Result<()> {
+        // SAFETY: valid descriptors and NUL-terminated strings for the call.
+        check(unsafe {
+            libc::linkat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        })
+    }
+
+    /// The documented unprivileged way: link the descriptor's /proc entry.
+    pub(super) fn link_through_proc(file: &File, dir: &File, name: &CString) -> io::Result<()> {
         let source = c_name(&format!("/proc/self/fd/{}", file.as_raw_fd()))?;
         // SAFETY: valid descriptors and NUL-terminated strings for the call.
         check(unsafe {
@@ -287,8 +345,8 @@ mod sys {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    pub(super) fn unnamed_file_at(_dir: &File) -> Option<File> {
-        None
+    pub(super) fn unnamed_file_at(_dir: &File) -> io::Result<File> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     pub(super) fn link_unnamed_at(_file: &File, _dir: &File, _name: &str) -> io::Result<()> {
@@ -311,25 +369,69 @@ mod sys {
 mod tests {
     use super::*;
 
+    fn stage_and_publish(
+        folder: &Folder,
+        temp: &TempNames,
+        staging: Staging,
+        name: &str,
+    ) -> Stored {
+        let staged = folder
+            .stage(name.as_bytes(), temp, staging, false)
+            .expect("staged");
+        folder.publish(staged, name).expect("published")
+    }
+
     #[test]
-    fn unnamed_files_are_published_by_either_kind_of_link() {
+    fn both_stagings_publish_once_and_never_replace() {
         let dir = tempfile::tempdir().expect("temp dir");
         let folder = Folder::open(dir.path().join("f")).expect("folder");
-        let temp = TempNames::new(dir.path().to_path_buf());
-        let publish = |name: &str, contents: &[u8]| {
-            let staged = folder.stage(contents, &temp, false).expect("staged");
-            folder.publish(staged, name).expect("published")
-        };
-        assert_eq!(publish("a.json", b"a"), Stored::Written);
-        #[cfg(target_os = "linux")]
-        {
-            // As on kernels where AT_EMPTY_PATH needs a capability: the /proc way.
-            sys::EMPTY_PATH_LINKS.store(false, std::sync::atomic::Ordering::Relaxed);
-            assert_eq!(publish("b.json", b"b"), Stored::Written);
-            assert_eq!(publish("b.json", b"other"), Stored::AlreadyPresent);
+        let temp = TempNames::new(dir.path().join(".tmp"));
+        fs::create_dir_all(temp.dir()).expect("temp dir");
+        let staging = probe_staging(&temp);
+        assert_eq!(staging == Staging::Unnamed, cfg!(target_os = "linux"));
+        for staging in [staging, Staging::Named] {
+            let name = format!("{staging:?}.json");
+            assert_eq!(
+                stage_and_publish(&folder, &temp, staging, &name),
+                Stored::Written
+            );
+            let again = folder
+                .stage(b"other", &temp, staging, false)
+                .expect("staged");
+            assert_eq!(
+                folder.publish(again, &name).ok(),
+                Some(Stored::AlreadyPresent)
+            );
+            assert_eq!(
+                fs::read(folder.path().join(&name)).expect("file"),
+                name.as_bytes()
+            );
+            assert!(folder.contains(&name).expect("lookup"));
         }
-        assert_eq!(fs::read(dir.path().join("f/a.json")).expect("a"), b"a");
-        let names = fs::read_dir(dir.path().join("f")).expect("dir").count();
-        assert_eq!(names, if cfg!(target_os = "linux") { 2 } else { 1 });
+        assert!(!folder.contains("missing.json").expect("lookup"));
+        let leftovers = fs::read_dir(temp.dir()).expect("temp").count();
+        assert_eq!(
+            leftovers, 0,
+            "no temporary file survives, the probe's included"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unnamed_files_can_be_named_through_proc() {
+        // The way used where AT_EMPTY_PATH needs a capability the process lacks.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let folder = Folder::open(dir.path().to_path_buf()).expect("folder");
+        let handle = folder.handle.as_ref().expect("open folder");
+        let mut file = sys::unnamed_file_at(handle).expect("O_TMPFILE");
+        file.write_all(b"via proc").expect("write");
+        let name = sys::c_name("p.json").expect("name");
+        sys::link_through_proc(&file, handle, &name).expect("linked");
+        assert_eq!(
+            fs::read(dir.path().join("p.json")).expect("file"),
+            b"via proc"
+        );
+        let again = sys::link_through_proc(&file, handle, &name).expect_err("taken");
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
     }
 }

@@ -1,20 +1,24 @@
 //! The embedded default sink: a local directory laid out exactly like the ADLS filesystem.
 //!
 //! Each file is first *staged*: written complete under no name at all (Linux `O_TMPFILE`)
-//! or, where that is unavailable, under a temporary name in `<container>/_tmp/` (lake
-//! readers skip names starting with `_`). Once the staged contents are on disk, the file is
-//! *published* by hard-linking it to its final name. `link` fails if the name exists, so
-//! publishing is atomic and never replaces a file: a redelivered event finds its file
-//! present. Where hard links are not supported the temporary file is renamed into place
-//! (same atomicity; identical content, so replacing is harmless). The new names are then
-//! flushed too, so an acknowledged file survives a crash.
+//! or, where that is unavailable, under a temporary name in `<container>/.tmp/` (lake
+//! readers skip names starting with `.`, and no configured folder can start with one).
+//! Once the staged contents are on disk, the file is *published* by hard-linking it to its
+//! final name. `link` fails if the name exists, so publishing is atomic and never replaces
+//! a file: a redelivered event finds its file present. Where hard links are not supported
+//! the temporary file is renamed into place (same atomicity; identical content, so
+//! replacing is harmless). The names are then flushed too, so an acknowledged file
+//! survives a crash, including a file found already present (it may belong to a request
+//! still flushing it).
 //!
-//! The files of one request are handled together on one blocking thread: stage all, one
-//! flush, publish all, one flush, with flushes shared between concurrent requests
-//! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two hundred.
+//! The files of one request are handled together on one blocking thread, in chunks: stage
+//! all, one flush, publish all, one flush, with flushes shared between concurrent requests
+//! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two
+//! hundred, and bounds the descriptors a request holds to two per file of a chunk.
 
 mod folder;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,15 +27,17 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use self::folder::{discard, Folder, Staged, TempNames};
-use super::group_sync::{GroupSync, FLUSHES_WHOLE_FILE_SYSTEM};
+use self::folder::{discard, probe_staging, Folder, Staged, Staging, TempNames};
+use super::group_sync::{GroupSync, Mark, FLUSHES_WHOLE_FILE_SYSTEM};
 use super::{LakeFile, Sink, SinkError, Stored};
 use crate::domain::LakePath;
 
 /// Temporary files older than this at start-up belong to a process that died mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
-/// Files staged before a flush: bounds open descriptors for huge batches.
-const CHUNK: usize = 256;
+/// Files staged before a flush: bounds open descriptors (a staged file and its folder).
+const CHUNK: usize = 64;
+/// The folder for named temporary files, inside the container.
+const TEMP_FOLDER: &str = ".tmp";
 
 /// A lake in a local directory: `<lake dir>/<container>/<path>`.
 #[derive(Debug, Clone)]
@@ -43,39 +49,69 @@ pub struct LocalLake {
 struct Inner {
     container_root: PathBuf,
     temp_names: TempNames,
+    staging: Staging,
     /// Flushes files and names to disk before acknowledging; `None` when
     /// `LOCAL_LAKE_FSYNC=false` (throwaway lakes, benchmarks of everything else).
-    durability: Option<GroupSync>,
+    durability: Option<Durability>,
+}
+
+/// How the lake makes writes durable.
+#[derive(Debug)]
+enum Durability {
+    /// One shared flush of the whole file system (Linux).
+    Group(GroupSync),
+    /// Each file and folder flushed by its writer.
+    PerFile,
 }
 
 /// Where one file of a request stands.
 enum Progress {
     Done(Result<Stored, SinkError>),
+    /// Present already: stored once the names are flushed.
+    Present {
+        path: LakePath,
+        folder: PathBuf,
+    },
     Staged {
         path: LakePath,
-        /// Index into the request's open folders.
-        folder: usize,
+        folder: PathBuf,
         staged: Staged,
     },
 }
 
 impl LocalLake {
-    /// Opens (creating if needed) the container directory and removes temporary files
-    /// left behind by a crashed process.
+    /// Opens (creating if needed) the container directory, removes temporary files left
+    /// behind by a crashed process and finds out how this file system stages files.
     pub fn open(lake_dir: &Path, container: &str, durable: bool) -> io::Result<LocalLake> {
+        let durability = match durable {
+            false => None,
+            true if FLUSHES_WHOLE_FILE_SYSTEM => {
+                fs::create_dir_all(lake_dir.join(container))?;
+                Some(Durability::Group(GroupSync::for_file_system(
+                    &lake_dir.join(container),
+                )?))
+            }
+            true => Some(Durability::PerFile),
+        };
+        LocalLake::with_durability(lake_dir, container, durability)
+    }
+
+    fn with_durability(
+        lake_dir: &Path,
+        container: &str,
+        durability: Option<Durability>,
+    ) -> io::Result<LocalLake> {
         let container_root = lake_dir.join(container);
-        let temp_dir = container_root.join("_tmp");
+        let temp_dir = container_root.join(TEMP_FOLDER);
         fs::create_dir_all(&temp_dir)?;
         remove_stale_temp_files(&temp_dir);
-        let durability = if durable {
-            Some(GroupSync::new(&container_root)?)
-        } else {
-            None
-        };
+        let temp_names = TempNames::new(temp_dir);
+        let staging = probe_staging(&temp_names);
         Ok(LocalLake {
             inner: Arc::new(Inner {
                 container_root,
-                temp_names: TempNames::new(temp_dir),
+                temp_names,
+                staging,
                 durability,
             }),
         })
@@ -108,25 +144,34 @@ fn io_error(operation: &'static str, path: &LakePath, source: io::Error) -> Sink
     }
 }
 
+/// A copy of an error for each file it failed (`io::Error` is not `Clone`).
+fn copy_error(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
+    }
+}
+
 impl Inner {
     fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>> {
-        // The folders this request writes to, opened once (usually one or a few).
-        let mut folders: Vec<Folder> = Vec::new();
         let mut results = Vec::with_capacity(files.len());
         let mut files = files.into_iter().peekable();
         while files.peek().is_some() {
+            let mark = self.mark();
+            // The folders of this chunk, opened once each (usually one).
+            let mut folders: HashMap<PathBuf, Folder> = HashMap::new();
             let chunk: Vec<Progress> = files
                 .by_ref()
                 .take(CHUNK)
                 .map(|file| self.stage(file, &mut folders))
                 .collect();
-            results.extend(self.publish_chunk(chunk, &folders));
+            results.extend(self.publish_chunk(chunk, &folders, mark));
         }
         results
     }
 
     /// Writes a file complete, without making it visible.
-    fn stage(&self, file: LakeFile, folders: &mut Vec<Folder>) -> Progress {
+    fn stage(&self, file: LakeFile, folders: &mut HashMap<PathBuf, Folder>) -> Progress {
         let parent = file.path.parent_segments().iter().fold(
             self.container_root.clone(),
             |mut dir, segment| {
@@ -134,31 +179,38 @@ impl Inner {
                 dir
             },
         );
-        let index = match folders.iter().position(|folder| folder.path() == parent) {
-            Some(index) => index,
-            None => match Folder::open(parent) {
-                Ok(folder) => {
-                    folders.push(folder);
-                    folders.len() - 1
+        let folder = match folders.entry(parent) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                match Folder::open(entry.key().clone()) {
+                    Ok(folder) => entry.insert(folder),
+                    Err(source) => {
+                        return Progress::Done(Err(io_error(
+                            "opening folder of",
+                            &file.path,
+                            source,
+                        )))
+                    }
                 }
-                Err(source) => {
-                    return Progress::Done(Err(io_error("opening folder of", &file.path, source)))
-                }
-            },
+            }
         };
-        let folder = &folders[index];
         let name = file.path.file_name().as_str();
         // Redeliveries take this path: no write at all.
         match folder.contains(name) {
-            Ok(true) => return Progress::Done(Ok(Stored::AlreadyPresent)),
+            Ok(true) => {
+                return Progress::Present {
+                    folder: folder.path().to_path_buf(),
+                    path: file.path,
+                }
+            }
             Ok(false) => {}
             Err(source) => return Progress::Done(Err(io_error("checking", &file.path, source))),
         }
-        let flush_each = self.durability.is_some() && !FLUSHES_WHOLE_FILE_SYSTEM;
-        match folder.stage(&file.contents, &self.temp_names, flush_each) {
+        let flush_each = matches!(self.durability, Some(Durability::PerFile));
+        match folder.stage(&file.contents, &self.temp_names, self.staging, flush_each) {
             Ok(staged) => Progress::Staged {
+                folder: folder.path().to_path_buf(),
                 path: file.path,
-                folder: index,
                 staged,
             },
             Err(source) => Progress::Done(Err(io_error("writing", &file.path, source))),
@@ -166,78 +218,89 @@ impl Inner {
     }
 
     /// Publishes every staged file of a chunk once their contents are durable, then makes
-    /// the new names durable.
+    /// the names durable, those found present included.
     fn publish_chunk(
         &self,
         chunk: Vec<Progress>,
-        folders: &[Folder],
+        folders: &HashMap<PathBuf, Folder>,
+        mark: Option<Mark>,
     ) -> Vec<Result<Stored, SinkError>> {
         let any_staged = chunk.iter().any(|p| matches!(p, Progress::Staged { .. }));
         // Contents must be on disk before their names appear, or a crash could leave a
         // complete-looking name over missing data.
-        let contents_flushed = if any_staged {
-            self.flush_contents()
-        } else {
-            Ok(())
+        let contents_flushed = match (any_staged, &self.durability, mark) {
+            (true, Some(Durability::Group(group)), Some(mark)) => group.flush(mark),
+            _ => Ok(()),
         };
 
-        let mut touched: Vec<usize> = Vec::new();
-        let mut written: Vec<(usize, LakePath)> = Vec::new();
+        // Results that are final only once the names are flushed, and their folders.
+        let mut pending: Vec<(usize, LakePath)> = Vec::new();
+        let mut touched: Vec<&Folder> = Vec::new();
         let mut results = Vec::with_capacity(chunk.len());
         for (index, progress) in chunk.into_iter().enumerate() {
-            let result = match progress {
-                Progress::Done(result) => result,
+            let (result, folder) = match progress {
+                Progress::Done(result) => (result, None),
+                Progress::Present { path, folder } => {
+                    pending.push((index, path));
+                    (Ok(Stored::AlreadyPresent), folders.get(&folder))
+                }
                 Progress::Staged {
                     path,
                     folder,
                     staged,
-                } => match &contents_flushed {
-                    Err(error) => {
-                        discard(staged);
-                        Err(io_error("flushing", &path, io::Error::from(error.kind())))
-                    }
-                    Ok(()) => {
-                        let outcome = folders[folder].publish(staged, path.file_name().as_str());
-                        if let Ok(Stored::Written) = outcome {
-                            if !touched.contains(&folder) {
-                                touched.push(folder);
-                            }
-                            written.push((index, path.clone()));
+                } => {
+                    let folder = folders.get(&folder);
+                    let outcome = match (&contents_flushed, folder) {
+                        (Err(error), _) => {
+                            discard(staged);
+                            Err(io_error("flushing", &path, copy_error(error)))
                         }
-                        outcome.map_err(|source| io_error("publishing", &path, source))
+                        (Ok(()), None) => {
+                            discard(staged);
+                            Err(SinkError::Task("folder closed too early".to_owned()))
+                        }
+                        (Ok(()), Some(folder)) => folder
+                            .publish(staged, path.file_name().as_str())
+                            .map_err(|source| io_error("publishing", &path, source)),
+                    };
+                    if outcome.is_ok() {
+                        pending.push((index, path));
                     }
-                },
+                    (outcome, folder)
+                }
             };
+            if let (Ok(_), Some(folder)) = (&result, folder) {
+                if !touched.iter().any(|t| std::ptr::eq(*t, folder)) {
+                    touched.push(folder);
+                }
+            }
             results.push(result);
         }
 
-        let touched: Vec<&Folder> = touched.into_iter().map(|index| &folders[index]).collect();
-        if let Err(error) = self.flush_names(&touched) {
-            // Written, but not known to be durable: the caller must retry, and the retry
-            // will find the files present.
-            for (index, path) in written {
-                results[index] = Err(io_error("flushing", &path, io::Error::from(error.kind())));
+        if let Err(error) = self.flush_names(&touched, mark) {
+            // Visible, but not known to be durable: the caller must retry, and the retry
+            // will find the files present (and flush again).
+            for (index, path) in pending {
+                results[index] = Err(io_error("flushing", &path, copy_error(&error)));
             }
         }
         results
     }
 
-    /// Makes the contents of staged files durable: one shared file-system flush where
-    /// available (elsewhere each file was flushed as it was written).
-    fn flush_contents(&self) -> io::Result<()> {
+    fn mark(&self) -> Option<Mark> {
         match &self.durability {
-            Some(group) if FLUSHES_WHOLE_FILE_SYSTEM => group.flush(),
-            _ => Ok(()),
+            Some(Durability::Group(group)) => Some(group.mark()),
+            _ => None,
         }
     }
 
-    /// Makes new names in `folders` durable: one shared flush, or each folder itself.
-    fn flush_names(&self, folders: &[&Folder]) -> io::Result<()> {
-        match &self.durability {
+    /// Makes the names in `folders` durable: one shared flush, or each folder itself.
+    fn flush_names(&self, folders: &[&Folder], mark: Option<Mark>) -> io::Result<()> {
+        match (&self.durability, mark) {
             _ if folders.is_empty() => Ok(()),
-            None => Ok(()),
-            Some(group) if FLUSHES_WHOLE_FILE_SYSTEM => group.flush(),
-            Some(_) => folders.iter().try_for_each(|folder| folder.sync()),
+            (Some(Durability::Group(group)), Some(mark)) => group.flush(mark),
+            (Some(Durability::PerFile), _) => folders.iter().try_for_each(|folder| folder.sync()),
+            _ => Ok(()),
         }
     }
 }
@@ -289,7 +352,7 @@ mod tests {
         assert_eq!((first, second), (Stored::Written, Stored::AlreadyPresent));
         let stored = dir.path().join("container/changes/db/file.json");
         assert_eq!(fs::read(stored).expect("file"), b"{}\n");
-        let leftovers = fs::read_dir(dir.path().join("container/_tmp"))
+        let leftovers = fs::read_dir(dir.path().join("container/.tmp"))
             .expect("tmp")
             .count();
         assert_eq!(leftovers, 0, "no temporary files are left");
@@ -373,5 +436,65 @@ mod tests {
         assert!(!temp.exists());
         assert!(folder.contains("final.json").expect("lookup"));
         assert!(!folder.contains("other.json").expect("lookup"));
+    }
+
+    /// A lake whose group flush fails while `failing` is set.
+    fn lake_with_flaky_flush(dir: &Path) -> (LocalLake, Arc<std::sync::atomic::AtomicBool>) {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let switch = Arc::clone(&failing);
+        let group = GroupSync::with_flush(Box::new(move || {
+            if switch.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        }));
+        let lake =
+            LocalLake::with_durability(dir, "c", Some(Durability::Group(group))).expect("open");
+        (lake, failing)
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_is_an_error_and_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (lake, failing) = lake_with_flaky_flush(dir.path());
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let result = store_one(&lake, file(&["d", "x.json"], b"x")).await;
+        let Err(SinkError::Io { source, .. }) = result else {
+            panic!("a failed flush must fail the write: {result:?}");
+        };
+        assert_eq!(
+            source.raw_os_error(),
+            Some(libc::EIO),
+            "the real cause is kept"
+        );
+        assert!(
+            !dir.path().join("c/d/x.json").exists(),
+            "no name over unflushed data"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_found_present_counts_only_once_its_name_is_flushed() {
+        // A redelivery may find the file of a request that is still flushing it; it must
+        // not be acknowledged on the strength of a name that is not yet durable.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (lake, failing) = lake_with_flaky_flush(dir.path());
+        let target = file(&["d", "x.json"], b"x");
+        assert_eq!(
+            store_one(&lake, target.clone()).await.ok(),
+            Some(Stored::Written)
+        );
+
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let redelivered = store_one(&lake, target.clone()).await;
+        assert!(
+            matches!(redelivered, Err(SinkError::Io { .. })),
+            "{redelivered:?}"
+        );
+
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let retried = store_one(&lake, target).await;
+        assert_eq!(retried.ok(), Some(Stored::AlreadyPresent));
     }
 }
