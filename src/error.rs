@@ -22,6 +22,8 @@ pub enum IngestError {
     },
     #[error("the body is larger than MAX_BODY_BYTES ({limit} bytes)")]
     PayloadTooLarge { limit: usize },
+    #[error("the body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -45,7 +47,8 @@ impl IngestError {
         match self {
             IngestError::MalformedJson { .. }
             | IngestError::InvalidEvent { .. }
-            | IngestError::BadEnvelope(_) => StatusCode::BAD_REQUEST,
+            | IngestError::BadEnvelope(_)
+            | IngestError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,6 +64,7 @@ impl IngestError {
             IngestError::MalformedJson { .. } => "malformed_json",
             IngestError::InvalidEvent { .. } => "invalid_event",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::UnreadableBody(_) => "unreadable_body",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::BadEnvelope(_) => "bad_envelope",
             IngestError::Storage { .. } => "storage_unavailable",

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::domain::extjson::{self, BodyError};
 use crate::domain::{ChangeEvent, Encoding, PathLayout, Record};
 use crate::error::IngestError;
-use crate::sink::{LakeFile, Sink, Stored};
+use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
 /// Bodies larger than this are parsed on the blocking pool so they do not stall the
 /// threads serving other requests.
@@ -114,6 +114,17 @@ impl Ingestor {
         let records = prepared.len();
         let paths: Vec<String> = prepared.iter().map(|file| file.path.to_string()).collect();
         let outcomes = self.sink.store_all(prepared).await;
+        if outcomes.len() != records {
+            // A sink bug must not turn into a 200 for records nobody stored.
+            return Err(IngestError::Storage {
+                failed: records,
+                records,
+                first: SinkError::Task(format!(
+                    "the sink answered {} results for {records} files",
+                    outcomes.len()
+                )),
+            });
+        }
 
         let mut summary = Summary {
             events,

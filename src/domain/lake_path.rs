@@ -12,14 +12,18 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// Longest encoded event value kept verbatim; longer ones are cut and end in a hash.
-const MAX_ENCODED_VALUE: usize = 100;
+pub(crate) const MAX_ENCODED_VALUE: usize = 100;
 /// Longest segment: file systems and ADLS allow 255 bytes per path component.
-const MAX_SEGMENT: usize = 255;
+pub(crate) const MAX_SEGMENT: usize = 255;
+/// Names Windows reserves for devices, with or without an extension, in any case.
+const RESERVED_NAMES: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
+const RESERVED_NUMBERED: [&str; 2] = ["COM", "LPT"];
 /// Marks a cut value; cannot occur otherwise because `~` is always followed by two hex digits.
 const CUT_MARK: &str = "~~";
 
-/// One path component: non-empty, only `[A-Za-z0-9._=~-]`, never `.`-prefixed (so never `.`
-/// or `..`), at most 255 bytes.
+/// One path component: non-empty, only `[A-Za-z0-9._=~-]`, never starting or ending with
+/// `.` (so never `.` or `..`; Azure Storage and Windows drop trailing dots), never a
+/// Windows device name (`CON`, `nul.json`, `COM1`, ...), at most 255 bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Segment(String);
 
@@ -30,6 +34,10 @@ pub enum SegmentError {
     Empty,
     #[error("starts with '.'")]
     LeadingDot,
+    #[error("ends with '.'")]
+    TrailingDot,
+    #[error("is a name Windows reserves for a device")]
+    Reserved,
     #[error("is longer than {MAX_SEGMENT} bytes")]
     TooLong,
     #[error("contains {0:?}; allowed are letters, digits and . _ = -")]
@@ -41,20 +49,24 @@ impl Segment {
     ///
     /// ASCII letters, digits, `-`, `_` and `.` are kept; every other byte (of the UTF-8
     /// encoding) becomes `~XX`, as do a leading `.` or `_` (Spark, Synapse and Fabric skip
-    /// files and folders whose names start with them) and `=` (it would look like a Hive
-    /// partition). The empty string becomes `~`. Values whose encoding is longer than 100
-    /// bytes keep their first part and end in `~~` plus a hash of the whole value, so
-    /// distinct values stay distinct.
+    /// files and folders whose names start with them), a trailing `.` (dropped by Azure
+    /// Storage and Windows), `=` (it would look like a Hive partition) and the first letter
+    /// of a Windows device name. The empty string becomes `~`. Values whose encoding is
+    /// longer than 100 bytes keep their first part and end in `~~` plus a hash of the whole
+    /// value, so distinct values stay distinct.
     pub fn encode(value: &str) -> Segment {
         if value.is_empty() {
             return Segment("~".to_owned());
         }
+        let reserved = is_reserved(value);
+        let last = value.len() - 1;
         let mut out = String::with_capacity(value.len());
         let mut cut_at = None;
         for (index, byte) in value.bytes().enumerate() {
-            let keep = byte.is_ascii_alphanumeric()
+            let keep = (byte.is_ascii_alphanumeric() && !(index == 0 && reserved))
                 || byte == b'-'
-                || (index > 0 && (byte == b'_' || byte == b'.'));
+                || byte == b'_' && index > 0
+                || byte == b'.' && index > 0 && index < last;
             let before = out.len();
             if keep {
                 out.push(byte as char);
@@ -84,6 +96,12 @@ impl Segment {
         if text.starts_with('.') {
             return Err(SegmentError::LeadingDot);
         }
+        if text.ends_with('.') {
+            return Err(SegmentError::TrailingDot);
+        }
+        if is_reserved(text) {
+            return Err(SegmentError::Reserved);
+        }
         if text.len() > MAX_SEGMENT {
             return Err(SegmentError::TooLong);
         }
@@ -100,6 +118,8 @@ impl Segment {
     pub(crate) fn assemble(text: String) -> Segment {
         let safe = !text.is_empty()
             && !text.starts_with('.')
+            && !text.ends_with('.')
+            && !is_reserved(&text)
             && text.len() <= MAX_SEGMENT
             && text.chars().all(|c| is_literal_char(c) || c == '~');
         if safe {
@@ -118,6 +138,18 @@ impl fmt::Display for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Windows device names: `CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9`, in any
+/// case, alone or before an extension (`nul.json`).
+fn is_reserved(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name);
+    RESERVED_NAMES.iter().any(|r| stem.eq_ignore_ascii_case(r))
+        || (stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && RESERVED_NUMBERED
+                .iter()
+                .any(|r| stem.get(..3).is_some_and(|p| p.eq_ignore_ascii_case(r))))
 }
 
 fn is_literal_char(c: char) -> bool {
@@ -198,7 +230,8 @@ mod tests {
     fn assert_safe(segment: &Segment) {
         let text = segment.as_str();
         assert!(!text.is_empty());
-        assert!(!text.starts_with('.'), "{text}");
+        assert!(!text.starts_with('.') && !text.ends_with('.'), "{text}");
+        assert!(!is_reserved(text), "{text}");
         assert!(text.len() <= MAX_SEGMENT, "{text}");
         assert!(
             text.chars().all(|c| is_literal_char(c) || c == '~'),
@@ -215,7 +248,13 @@ mod tests {
 
     #[test]
     fn hostile_names_are_encoded() {
-        assert_eq!(Segment::encode("..").as_str(), "~2E.");
+        assert_eq!(Segment::encode("..").as_str(), "~2E~2E");
+        assert_eq!(Segment::encode("movies.").as_str(), "movies~2E");
+        assert_eq!(Segment::encode("CON").as_str(), "~43ON");
+        assert_eq!(Segment::encode("nul.json").as_str(), "~6Eul.json");
+        assert_eq!(Segment::encode("com7").as_str(), "~63om7");
+        assert_eq!(Segment::encode("console").as_str(), "console");
+        assert_eq!(Segment::encode("COM10").as_str(), "COM10");
         assert_eq!(Segment::encode(".").as_str(), "~2E");
         assert_eq!(Segment::encode("../../x").as_str(), "~2E.~2F..~2Fx");
         assert_eq!(Segment::encode("a/b").as_str(), "a~2Fb");
@@ -248,6 +287,8 @@ mod tests {
         assert!(Segment::literal("year=2024").is_ok());
         assert_eq!(Segment::literal(""), Err(SegmentError::Empty));
         assert_eq!(Segment::literal(".."), Err(SegmentError::LeadingDot));
+        assert_eq!(Segment::literal("raw."), Err(SegmentError::TrailingDot));
+        assert_eq!(Segment::literal("aux"), Err(SegmentError::Reserved));
         assert_eq!(Segment::literal("a b"), Err(SegmentError::Character(' ')));
         assert_eq!(Segment::literal("a/b"), Err(SegmentError::Character('/')));
     }
@@ -260,7 +301,7 @@ mod tests {
         let joined = path.under(root);
         assert!(joined.starts_with(root));
         assert_eq!(joined.components().count(), 4);
-        assert_eq!(path.to_string(), "~2E./~2E.~2Fetc");
+        assert_eq!(path.to_string(), "~2E~2E/~2E.~2Fetc");
     }
 
     proptest! {
@@ -283,6 +324,14 @@ mod tests {
             let upper = value.to_uppercase();
             prop_assume!(upper != value);
             prop_assert_ne!(Segment::encode(&value), Segment::encode(&upper));
+        }
+
+        #[test]
+        fn windows_device_names_are_never_produced(
+            name in "(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\\.[a-z0-9]{0,4})?\\.?"
+        ) {
+            assert_safe(&Segment::encode(&name));
+            prop_assert!(Segment::literal(&name).is_err());
         }
 
         #[test]

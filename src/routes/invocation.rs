@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::{finish, read_body, AppState};
 use crate::error::{IngestError, Reply};
+use crate::ingest::BodyFormat;
 
 /// Room for the envelope around a body of the maximum size (JSON string escaping).
 const ENVELOPE_OVERHEAD: usize = 1024 * 1024;
@@ -76,10 +77,10 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
         .saturating_mul(2)
         .saturating_add(ENVELOPE_OVERHEAD);
     let outcome = match read_body(request, limit).await.and_then(parse_envelope) {
-        Ok(req) => {
-            let content_type = req.header("Content-Type").map(str::to_owned);
-            state.ingest(req.into_body(), content_type.as_deref()).await
-        }
+        Ok(req) => match BodyFormat::from_content_type(req.header("Content-Type")) {
+            Ok(format) => state.ingest(req.into_body(), format).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     let log_line = match &outcome {

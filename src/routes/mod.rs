@@ -48,12 +48,7 @@ pub fn router(state: AppState) -> Router {
 impl AppState {
     /// Ingests one request body. Runs in a tracked task so that a write in flight
     /// is never abandoned half-way through a batch.
-    async fn ingest(
-        &self,
-        body: Bytes,
-        content_type: Option<&str>,
-    ) -> Result<Summary, IngestError> {
-        let format = BodyFormat::from_content_type(content_type)?;
+    async fn ingest(&self, body: Bytes, format: BodyFormat) -> Result<Summary, IngestError> {
         if body.len() > self.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
                 limit: self.max_body_bytes,
@@ -80,7 +75,18 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, IngestError>
     }
     axum::body::to_bytes(request.into_body(), limit)
         .await
-        .map_err(|_| too_large)
+        .map_err(|error| {
+            // Over the limit is 413; anything else (a caller that hung up, broken
+            // chunking) is the caller's problem, not a size problem.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            while let Some(cause) = source {
+                if cause.is::<http_body_util::LengthLimitError>() {
+                    return IngestError::PayloadTooLarge { limit };
+                }
+                source = cause.source();
+            }
+            IngestError::UnreadableBody(error.to_string())
+        })
 }
 
 /// Turns the outcome of a request into its reply and logs one line about it.

@@ -349,6 +349,13 @@ fn check_strict(value: &Value) -> Result<(), Refusal> {
                     )));
                 }
             }
+            if let Some(Value::String(date)) = object.get("$date") {
+                if finer_than_milliseconds(date) {
+                    return Err(Refusal::new(format!(
+                        "$date {date:?} is finer than milliseconds, which BSON cannot hold"
+                    )));
+                }
+            }
             if object.get("$date").is_some_and(Value::is_number) {
                 return Err(Refusal::new(
                     "$date must be a string or {\"$numberLong\": ...}".to_owned(),
@@ -368,6 +375,16 @@ fn check_strict(value: &Value) -> Result<(), Refusal> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Whether an ISO-8601 date has more than three fractional digits of seconds: the crate
+/// would silently truncate them (towards zero, so even the millisecond can change).
+fn finer_than_milliseconds(date: &str) -> bool {
+    let Some(time) = date.split_once('T').map(|(_, time)| time) else {
+        return false;
+    };
+    time.split_once('.')
+        .is_some_and(|(_, fraction)| fraction.bytes().take_while(u8::is_ascii_digit).count() > 3)
 }
 
 /// The Decimal128 string grammar of the Extended JSON spec: an optional sign, then
@@ -436,6 +453,8 @@ mod tests {
         );
         assert_eq!(index, Some(0));
         assert!(parse(r#"{"a":{"$date":42}}"#).is_err());
+        assert!(parse(r#"{"a":{"$date":"1969-12-31T23:59:59.9995Z"}}"#).is_err());
+        assert!(parse(r#"{"a":{"$date":"2012-12-24T12:15:30.501+01:00"}}"#).is_ok());
         assert!(parse("{\"a\\u0000\":1}").is_err());
         assert!(parse(r#"{"b":{"c":{"x\u0000":1}}}"#).is_err());
         assert!(parse(r#"{"a":{"$numberDecimal":"1.5E+3"}}"#).is_ok());
