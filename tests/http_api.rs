@@ -397,6 +397,52 @@ async fn storage_failure_answers_503_then_a_retry_stores_everything() {
 }
 
 #[tokio::test]
+async fn a_batch_stored_in_part_is_completed_by_its_retry() {
+    let server = TestServer::start(&[]).await;
+    let events: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(n, coll)| {
+            json!({
+                "_id": {"_data": format!("82PART{n}")},
+                "operationType": "insert",
+                "clusterTime": {"$timestamp": {"t": 1_700_000_000, "i": n}},
+                "ns": {"db": "db", "coll": coll},
+                "documentKey": {"_id": n},
+                "fullDocument": {"_id": n},
+            })
+            .to_string()
+        })
+        .collect();
+    let batch = format!("[{}]", events.join(","));
+    // Only collection `b` cannot be written: a file sits where its folder must go.
+    let blocker = server.container().join("changes/db/b");
+    std::fs::create_dir_all(server.container().join("changes/db")).expect("folder");
+    std::fs::write(&blocker, b"").expect("blocker");
+
+    let failed = server.post_json(&batch).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let stored_before_retry = server.files().len();
+    assert_eq!(
+        stored_before_retry, 3,
+        "a and c stored (plus the blocker file)"
+    );
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    let retry = server.post_json(&batch).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(
+        (
+            retry.body["written"].clone(),
+            retry.body["alreadyPresent"].clone()
+        ),
+        (json!(1), json!(2))
+    );
+    assert_eq!(server.files().len(), 3, "one file per event, nothing twice");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn fidelity_traps_survive_in_both_encodings() {
     let document = r#"{
         "_id": {"$numberLong": "9007199254740993"},

@@ -8,7 +8,9 @@
 use bson::{spec::BinarySubtype, Bson};
 
 use super::extjson::{to_extjson_string, Encoding};
-use super::lake_path::{short_hash, LakePath, Segment, SegmentError};
+use super::lake_path::{
+    short_hash, LakePath, Segment, SegmentError, MAX_ENCODED_VALUE, MAX_SEGMENT,
+};
 use super::record::Record;
 
 /// The default folder template: Hive-style partitions on event time (UTC).
@@ -27,6 +29,16 @@ enum Field {
 }
 
 impl Field {
+    /// The longest text the field renders to.
+    fn max_len(self) -> usize {
+        match self {
+            Field::Db | Field::Coll => MAX_ENCODED_VALUE,
+            Field::OperationType => "replace".len(),
+            Field::Year => 4,
+            Field::Month | Field::Day | Field::Hour => 2,
+        }
+    }
+
     fn parse(name: &str) -> Option<Field> {
         Some(match name {
             "db" => Field::Db,
@@ -61,6 +73,8 @@ pub enum TemplateError {
         folder: String,
         problem: SegmentError,
     },
+    #[error("folder {0:?} can render longer than 255 bytes (db and coll take up to 100 each)")]
+    TooLong(String),
 }
 
 /// Turns records into lake paths. Built once from configuration.
@@ -162,6 +176,16 @@ fn parse_folder(folder: &str) -> Result<Vec<Part>, TemplateError> {
                 rest = &rest[end..];
             }
         }
+    }
+    let longest: usize = parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => text.len(),
+            Part::Field(field) => field.max_len(),
+        })
+        .sum();
+    if longest > MAX_SEGMENT {
+        return Err(TemplateError::TooLong(folder.to_owned()));
     }
     Ok(parts)
 }
@@ -388,6 +412,11 @@ mod tests {
         assert_eq!(layout("{db}//x"), Err(TemplateError::EmptyFolder));
         assert!(matches!(layout("../{db}"), Err(TemplateError::Text { .. })));
         assert!(matches!(layout("a b"), Err(TemplateError::Text { .. })));
+        assert!(matches!(
+            layout("{db}{coll}{db}"),
+            Err(TemplateError::TooLong(_))
+        ));
+        assert!(layout("{db}-{coll}").is_ok());
         assert!(layout("").is_ok());
     }
 
