@@ -18,7 +18,7 @@ use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
 /// Bodies larger than this are parsed on the blocking pool so they do not stall the
 /// threads serving other requests.
-const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+pub(crate) const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 
 /// How the events are framed in the body, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{finish, read_body, AppState};
 use crate::error::{IngestError, Reply};
-use crate::ingest::BodyFormat;
+use crate::ingest::{BodyFormat, INLINE_PARSE_LIMIT};
 
 /// Room for the envelope around a body of the maximum size (JSON string escaping).
 const ENVELOPE_OVERHEAD: usize = 1024 * 1024;
@@ -76,7 +76,11 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
         .max_body_bytes
         .saturating_mul(2)
         .saturating_add(ENVELOPE_OVERHEAD);
-    let outcome = match read_body(request, limit).await.and_then(parse_envelope) {
+    let envelope_request = match read_body(request, limit).await {
+        Ok(body) => parse_envelope(body).await,
+        Err(error) => Err(error),
+    };
+    let outcome = match envelope_request {
         Ok(req) => match BodyFormat::from_content_type(req.header("Content-Type")) {
             Ok(format) => state.ingest(req.into_body(), format).await,
             Err(error) => Err(error),
@@ -96,14 +100,25 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
     Json(envelope(finish("payload", started, &outcome), log_line))
 }
 
-fn parse_envelope(body: Bytes) -> Result<HttpRequestData, IngestError> {
-    serde_json::from_slice::<Invocation>(&body)
-        .map(|invocation| invocation.data.req)
-        .map_err(|error| {
-            IngestError::BadEnvelope(format!(
-                "not a custom handler invocation (Data.req): {error}"
-            ))
-        })
+/// Reads the invocation; large ones on the blocking pool, so a 100 MiB envelope does not
+/// stall the threads serving other requests.
+async fn parse_envelope(body: Bytes) -> Result<HttpRequestData, IngestError> {
+    let small = body.len() <= INLINE_PARSE_LIMIT;
+    let parse = move || {
+        serde_json::from_slice::<Invocation>(&body)
+            .map(|invocation| invocation.data.req)
+            .map_err(|error| {
+                IngestError::BadEnvelope(format!(
+                    "not a custom handler invocation (Data.req): {error}"
+                ))
+            })
+    };
+    if small {
+        return parse();
+    }
+    tokio::task::spawn_blocking(parse)
+        .await
+        .map_err(|error| IngestError::Internal(format!("envelope task failed: {error}")))?
 }
 
 fn envelope(reply: Reply, log_line: String) -> Value {

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use bson::Bson;
+use bson::{Bson, Document};
 
 use super::Encoding;
 
@@ -19,18 +19,7 @@ const YEAR_10000_MS: i64 = 253_402_300_800_000;
 pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
     let canonical = encoding == Encoding::Canonical;
     match value {
-        Bson::Document(document) => {
-            out.push(b'{');
-            for (index, (key, value)) in document.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_extjson(out, value, encoding);
-            }
-            out.push(b'}');
-        }
+        Bson::Document(document) => write_document(out, document, encoding),
         Bson::Array(items) => {
             out.push(b'[');
             for (index, item) in items.iter().enumerate() {
@@ -81,7 +70,7 @@ pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
             out.extend_from_slice(b"{\"$code\":");
             write_str(out, &code.code);
             out.extend_from_slice(b",\"$scope\":");
-            write_extjson(out, &Bson::Document(code.scope.clone()), encoding);
+            write_document(out, &code.scope, encoding);
             out.push(b'}');
         }
         // The same in both encodings and exact in the crate: binary, regex, code,
@@ -90,6 +79,19 @@ pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
             let _ = serde_json::to_writer(&mut *out, &other.clone().into_relaxed_extjson());
         }
     }
+}
+
+fn write_document(out: &mut Vec<u8>, document: &Document, encoding: Encoding) {
+    out.push(b'{');
+    for (index, (key, value)) in document.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        write_extjson(out, value, encoding);
+    }
+    out.push(b'}');
 }
 
 /// A JSON string, escaped by serde_json (writing to a `Vec` cannot fail).
