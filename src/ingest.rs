@@ -154,56 +154,65 @@ impl Ingestor {
     }
 
     /// Parses and checks every event, returning the records to store, the number of
-    /// events and the number skipped (non-data events).
+    /// events and the number skipped (non-data events). Each event becomes its file as
+    /// soon as it is read, so a batch never holds all its parsed documents at once.
     fn prepare(
         &self,
         body: &[u8],
         format: BodyFormat,
     ) -> Result<(Vec<LakeFile>, usize, usize), IngestError> {
-        let (documents, batched) = read_events(body, format)?;
-        let events = documents.len();
-        let mut prepared = Vec::with_capacity(events);
+        let mut files = Vec::new();
         let mut skipped = 0;
-        for (index, document) in documents.into_iter().enumerate() {
-            let invalid = |detail: String| IngestError::InvalidEvent {
-                detail,
-                index: batched.then_some(index),
-            };
-            let change = match ChangeEvent::parse(document).map_err(|e| invalid(e.to_string()))? {
-                ChangeEvent::Data(change) => change,
-                ChangeEvent::Other { .. } => {
-                    skipped += 1;
-                    continue;
+        let mut add = |document: Document| -> Result<(), String> {
+            match self.to_file(document)? {
+                Some(file) => files.push(file),
+                None => skipped += 1,
+            }
+            Ok(())
+        };
+        let events = match format {
+            BodyFormat::Json => {
+                extjson::parse_json_body(body, &mut add).map_err(into_ingest_error)?
+            }
+            BodyFormat::Ndjson => {
+                let lines = body
+                    .split(|&byte| byte == b'\n')
+                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
+                let mut count = 0;
+                for (index, line) in lines.enumerate() {
+                    let document =
+                        extjson::parse_ndjson_line(line, index).map_err(into_ingest_error)?;
+                    add(document).map_err(|detail| IngestError::InvalidEvent {
+                        detail,
+                        index: Some(index),
+                    })?;
+                    count += 1;
                 }
-            };
-            let record = Record::try_from(*change).map_err(|e| invalid(e.to_string()))?;
-            let path = self.layout.path_for(&record);
-            prepared.push(LakeFile {
-                path,
-                contents: record.into_json_line(self.encoding),
-            });
-        }
-        Ok((prepared, events, skipped))
+                count
+            }
+        };
+        Ok((files, events, skipped))
+    }
+
+    /// The file for one change event, or `None` for an event the lake skips.
+    fn to_file(&self, document: Document) -> Result<Option<LakeFile>, String> {
+        let change = match ChangeEvent::parse(document).map_err(|e| e.to_string())? {
+            ChangeEvent::Data(change) => change,
+            ChangeEvent::Other { .. } => return Ok(None),
+        };
+        let record = Record::try_from(*change).map_err(|e| e.to_string())?;
+        Ok(Some(LakeFile {
+            path: self.layout.path_for(&record),
+            contents: record.into_json_line(self.encoding),
+        }))
     }
 }
 
-/// Reads a body into one document per event. The flag tells whether the body was a batch
-/// (array or NDJSON), in which case errors name the event's index.
-fn read_events(body: &[u8], format: BodyFormat) -> Result<(Vec<Document>, bool), IngestError> {
-    let read = match format {
-        BodyFormat::Json => extjson::parse_json_body(body),
-        BodyFormat::Ndjson => body
-            .split(|&byte| byte == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .enumerate()
-            .map(|(index, line)| extjson::parse_ndjson_line(line, index))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|documents| (documents, true)),
-    };
-    read.map_err(|error| match error {
+fn into_ingest_error(error: BodyError) -> IngestError {
+    match error {
         BodyError::Malformed { detail, index } => IngestError::MalformedJson { detail, index },
         BodyError::Invalid { detail, index } => IngestError::InvalidEvent { detail, index },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -227,16 +236,57 @@ mod tests {
         assert_eq!(parse(None), None);
     }
 
+    /// A sink that must never be reached: these tests stop before storage.
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl Sink for Unreachable {
+        async fn store_all(&self, _files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>> {
+            Vec::new()
+        }
+
+        fn describe(&self) -> String {
+            "unreachable".to_owned()
+        }
+    }
+
+    fn ingestor() -> Ingestor {
+        let layout = PathLayout::new(Vec::new(), crate::domain::DEFAULT_TEMPLATE, None)
+            .expect("default template");
+        Ingestor::new(Arc::new(Unreachable), layout, Encoding::Relaxed)
+    }
+
+    const EVENT: &str = r#"{"_id":{"_data":"82AA"},"operationType":"insert","clusterTime":{"$timestamp":{"t":1,"i":1}},"ns":{"db":"d","coll":"c"},"documentKey":{"_id":1},"fullDocument":{"_id":1}}"#;
+
     #[test]
-    fn malformed_lines_are_named() {
-        let error =
-            read_events(b"{\"a\":1}\r\n\n  \n{oops\n", BodyFormat::Ndjson).expect_err("bad line");
+    fn ndjson_errors_name_the_event_not_the_line() {
+        let body = format!("{EVENT}\r\n\n  \n{{oops\n");
+        let error = ingestor()
+            .prepare(body.as_bytes(), BodyFormat::Ndjson)
+            .map(drop)
+            .expect_err("bad line");
         assert_eq!(error.index(), Some(1), "blank lines do not count");
         assert_eq!(error.code(), "malformed_json");
-        let error = read_events(b"42", BodyFormat::Json).expect_err("not an object");
-        assert_eq!(error.code(), "invalid_event");
-        let (events, batched) =
-            read_events(b"{\"a\":1}\r\n\n{\"a\":2}\n", BodyFormat::Ndjson).expect("lines");
-        assert_eq!((events.len(), batched), (2, true));
+
+        let body = format!("{EVENT}\n{{\"operationType\":\"insert\"}}\n");
+        let error = ingestor()
+            .prepare(body.as_bytes(), BodyFormat::Ndjson)
+            .map(drop)
+            .expect_err("not a change event");
+        assert_eq!((error.code(), error.index()), ("invalid_event", Some(1)));
+    }
+
+    #[test]
+    fn events_become_files_and_others_are_skipped() {
+        let body = format!("[{EVENT},{{\"operationType\":\"drop\"}}]");
+        let (files, events, skipped) = ingestor()
+            .prepare(body.as_bytes(), BodyFormat::Json)
+            .expect("valid batch");
+        assert_eq!((files.len(), events, skipped), (1, 2, 1));
+        let error = ingestor()
+            .prepare(b"42", BodyFormat::Json)
+            .map(drop)
+            .expect_err("not an object");
+        assert_eq!((error.code(), error.index()), ("invalid_event", None));
     }
 }

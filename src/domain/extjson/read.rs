@@ -31,18 +31,29 @@ pub enum BodyError {
     },
 }
 
-/// The events of an `application/json` body: one event object, or an array of them. The
-/// flag tells whether it was an array (then errors carry the element's index).
-pub fn parse_json_body(body: &[u8]) -> Result<(Vec<Document>, bool), BodyError> {
+/// Reads the events of an `application/json` body (one event object, or an array of
+/// them), handing each document to `each` as soon as it is read, so a large batch never
+/// holds all its documents at once. `each` refuses an event with a message; errors carry
+/// the element's index when the body is an array. Returns the number of events.
+pub fn parse_json_body(
+    body: &[u8],
+    each: &mut dyn FnMut(Document) -> Result<(), String>,
+) -> Result<usize, BodyError> {
     let context = Context::default();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = de::Deserializer::deserialize_any(&mut deserializer, BodyVisitor(&context))
-        .and_then(|parsed| deserializer.end().map(|()| parsed));
-    match parsed {
-        Ok(Body::One(document)) => Ok((vec![document], false)),
-        Ok(Body::Many(documents)) => Ok((documents, true)),
-        Err(error) => Err(context.refusal(error, context.index.get())),
-    }
+    let visitor = BodyVisitor {
+        context: &context,
+        each,
+    };
+    let parsed = de::Deserializer::deserialize_any(&mut deserializer, visitor)
+        .and_then(|count| deserializer.end().map(|()| count));
+    parsed.map_err(|error| match context.refused_event.take() {
+        Some(detail) => BodyError::Invalid {
+            detail,
+            index: context.index.get(),
+        },
+        None => context.refusal(error, context.index.get()),
+    })
 }
 
 /// One event of an NDJSON body; `index` is its position, for errors.
@@ -62,6 +73,8 @@ struct Context {
     path: RefCell<Vec<String>>,
     /// The array element being read, in a batch.
     index: Cell<Option<usize>>,
+    /// Why the event consumer refused an event (parsing stops there).
+    refused_event: RefCell<Option<String>>,
 }
 
 impl Context {
@@ -86,36 +99,46 @@ impl Context {
     }
 }
 
-enum Body {
-    One(Document),
-    Many(Vec<Document>),
+/// The top of an `application/json` body; yields the number of events.
+struct BodyVisitor<'c, 'e> {
+    context: &'c Context,
+    each: &'e mut dyn FnMut(Document) -> Result<(), String>,
 }
 
-/// The top of an `application/json` body.
-struct BodyVisitor<'c>(&'c Context);
+impl BodyVisitor<'_, '_> {
+    fn hand_over<E: de::Error>(&mut self, document: Document) -> Result<(), E> {
+        (self.each)(document).map_err(|detail| {
+            self.context.refused_event.replace(Some(detail));
+            E::custom("event refused")
+        })
+    }
+}
 
-impl<'de> Visitor<'de> for BodyVisitor<'_> {
-    type Value = Body;
+impl<'de> Visitor<'de> for BodyVisitor<'_, '_> {
+    type Value = usize;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a change event object or an array of them")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
-        EventSeed(self.0).visit_map(map).map(Body::One)
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<usize, A::Error> {
+        let document = EventSeed(self.context).visit_map(map)?;
+        self.hand_over(document)?;
+        Ok(1)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
-        let mut documents = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = 0;
         loop {
-            self.0.index.set(Some(documents.len()));
-            match seq.next_element_seed(EventSeed(self.0))? {
-                Some(document) => documents.push(document),
+            self.context.index.set(Some(count));
+            match seq.next_element_seed(EventSeed(self.context))? {
+                Some(document) => self.hand_over(document)?,
                 None => break,
             }
+            count += 1;
         }
-        self.0.index.set(None);
-        Ok(Body::Many(documents))
+        self.context.index.set(None);
+        Ok(count)
     }
 }
 
@@ -464,28 +487,49 @@ mod tests {
 
     #[test]
     fn bodies_are_one_event_or_a_batch() {
-        let (one, batched) = parse_json_body(br#"{"a":1}"#).expect("object");
-        assert_eq!((one.len(), batched), (1, false));
-        let (many, batched) = parse_json_body(br#"[{"a":1},{"a":2}]"#).expect("array");
-        assert_eq!((many.len(), batched), (2, true));
-        let refused = parse_json_body(br#"[{"a":1},{"a":{"$numberInt":"x"}}]"#);
+        let read = |body: &[u8]| {
+            let mut documents = Vec::new();
+            parse_json_body(body, &mut |document| {
+                documents.push(document);
+                Ok(())
+            })
+            .map(|count| (count, documents))
+        };
+        let (count, one) = read(br#"{"a":1}"#).expect("object");
+        assert_eq!((count, one.len()), (1, 1));
+        let (count, many) = read(br#"[{"a":1},{"a":2}]"#).expect("array");
+        assert_eq!((count, many.len()), (2, 2));
+        let refused = read(br#"[{"a":1},{"a":{"$numberInt":"x"}}]"#).map(drop);
         let Err(BodyError::Invalid { detail, index }) = refused else {
             panic!("refused as invalid: {refused:?}");
         };
         assert_eq!(index, Some(1));
         assert!(detail.starts_with("a: invalid Extended JSON"), "{detail}");
         assert!(matches!(
-            parse_json_body(b"42"),
+            read(b"42"),
             Err(BodyError::Invalid { index: None, .. })
         ));
+        assert!(matches!(read(b"{} x"), Err(BodyError::Malformed { .. })));
         assert!(matches!(
-            parse_json_body(b"{} x"),
-            Err(BodyError::Malformed { .. })
-        ));
-        assert!(matches!(
-            parse_json_body(br#"{"$oid":"573a1390f29313caabcd4135"}"#),
+            read(br#"{"$oid":"573a1390f29313caabcd4135"}"#),
             Err(BodyError::Invalid { .. })
         ));
+        // The consumer's refusal stops the reading and names the element.
+        let refused =
+            parse_json_body(
+                br#"[{"a":1},{"a":2},{"a":3}]"#,
+                &mut |document| match document.get_i32("a") {
+                    Ok(2) => Err("two is refused".to_owned()),
+                    _ => Ok(()),
+                },
+            );
+        assert_eq!(
+            refused,
+            Err(BodyError::Invalid {
+                detail: "two is refused".to_owned(),
+                index: Some(1)
+            })
+        );
     }
 
     #[test]
