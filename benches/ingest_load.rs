@@ -287,7 +287,7 @@ fn scaled(n: usize) -> usize {
     ((n as f64 * scale) as usize).max(10)
 }
 
-async fn scenarios(lake: PathBuf, durable: bool, serial: &mut usize) -> (Vec<Run>, f64) {
+async fn scenarios(lake: PathBuf, durable: bool, serial: &mut usize) -> (Vec<Run>, f64, f64) {
     let handler = Handler::start(lake, durable);
     let url = handler.url();
     let mut take = |n: usize| -> Vec<String> {
@@ -319,8 +319,47 @@ async fn scenarios(lake: PathBuf, durable: bool, serial: &mut usize) -> (Vec<Run
     let run = fixed_rate("single event at 1,000 req/s", &url, paced, 1_000).await;
     runs.push(run.with_cpu(handler.cpu_seconds() - cpu));
     let rss = handler.peak_rss_mib();
+
+    // The largest request a user can send (MAX_BODY_BYTES is 100 MiB): its memory, apart
+    // from the peak of the load above.
+    let big_events = scaled(45_000);
+    let big_body = take(big_events)
+        .iter()
+        .map(|event| compact(event))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let big_mib = big_body.len() as f64 / (1024.0 * 1024.0);
+    let cpu = handler.cpu_seconds();
+    let client = reqwest::Client::new();
+    let sent = Instant::now();
+    let response = client
+        .post(&url)
+        .header("Content-Type", "application/x-ndjson")
+        .body(big_body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await;
+    let big = Run {
+        name: format!("one {big_mib:.0} MiB NDJSON request"),
+        events: big_events,
+        seconds: sent.elapsed().as_secs_f64(),
+        latencies: vec![sent.elapsed()],
+        cpu_us_per_event: f64::NAN,
+    }
+    .with_cpu(handler.cpu_seconds() - cpu);
+    runs.push(big);
+    let big_rss = handler.peak_rss_mib();
     handler.stop();
-    (runs, rss)
+    (runs, rss, big_rss)
+}
+
+/// An event on one line, for NDJSON.
+fn compact(event: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(event)
+        .map(|value| value.to_string())
+        .unwrap_or_default()
 }
 
 fn startup_times(samples: usize) -> Vec<f64> {
@@ -362,7 +401,7 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     for durable in [true, false] {
         let lake = root.join(if durable { "durable" } else { "fast" });
-        let (runs, rss) = runtime.block_on(scenarios(lake, durable, &mut serial));
+        let (runs, rss, big_rss) = runtime.block_on(scenarios(lake, durable, &mut serial));
         let label = if durable {
             "fsync on (default)"
         } else {
@@ -371,7 +410,8 @@ fn main() {
         for run in &runs {
             println!("{}", run.row(label));
         }
-        println!("| {label}: peak RSS (VmHWM) | | {rss:.1} MiB | | | |");
+        println!("| {label}: peak RSS (VmHWM) under load | | {rss:.1} MiB | | | |");
+        println!("| {label}: peak RSS after the largest request | | {big_rss:.1} MiB | | | |");
     }
     let mut startup = startup_times(20);
     startup.sort_by(f64::total_cmp);
