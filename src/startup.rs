@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::configuration::{Settings, StorageSettings};
 use crate::ingest::Ingestor;
 use crate::routes::{router, AppState};
-use crate::sink::{LocalLake, Sink};
+use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -28,6 +28,8 @@ pub enum StartupError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot set up the ADLS client: {0}")]
+    Adls(#[from] ClientError),
 }
 
 /// A bound, ready-to-serve application.
@@ -49,6 +51,11 @@ impl Application {
                     }
                 })?,
             ),
+            StorageSettings::Adls(adls) => {
+                let sink = AdlsSink::new(adls, &settings.container, settings.layout.directory())?;
+                sink.spawn_start_up_check();
+                Arc::new(sink)
+            }
         };
         let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
         let listener =

@@ -29,10 +29,15 @@ impl Handler {
         command
             .env_clear()
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
-            .env("LOCAL_LAKE_DIR", lake)
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !extra
+            .iter()
+            .any(|(name, _)| *name == "STORAGE_ACCOUNT_NAME")
+        {
+            command.env("LOCAL_LAKE_DIR", lake);
+        }
         for (name, value) in extra {
             command.env(name, value);
         }
@@ -281,4 +286,111 @@ fn host_files_point_the_functions_host_at_this_handler() {
 
     let settings = read("local.settings.json.example");
     assert_eq!(settings["Values"]["FUNCTIONS_WORKER_RUNTIME"], "custom");
+}
+
+/// A stand-in for the App Service managed-identity endpoint the Functions host provides
+/// (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`): answers a token for Azure Storage only when
+/// the secret header is right.
+async fn identity_endpoint(header_secret: &'static str, token: &'static str) -> SocketAddr {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+
+    let app = axum::Router::new().route(
+        "/msi/token",
+        axum::routing::get(move |headers: HeaderMap, uri: Uri| async move {
+            let secret_ok = headers
+                .get("x-identity-header")
+                .is_some_and(|value| value == header_secret);
+            let query = uri
+                .query()
+                .unwrap_or_default()
+                .replace("%3A", ":")
+                .replace("%2F", "/");
+            let for_storage = query
+                .split('&')
+                .any(|pair| pair == "resource=https://storage.azure.com");
+            if !secret_ok || !for_storage {
+                return (StatusCode::BAD_REQUEST, "{}".to_owned());
+            }
+            let expires_on = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                + 3600;
+            let body = serde_json::json!({
+                "access_token": token,
+                "expires_on": expires_on.to_string(),
+                "resource": "https://storage.azure.com",
+                "token_type": "Bearer",
+            });
+            (StatusCode::OK, body.to_string())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
+    let identity = identity_endpoint("host-secret", "mi-token").await;
+    let dfs = dfs_test_server::DfsServer::builder()
+        .filesystem("mongodb")
+        .bearer_token("mi-token")
+        .start()
+        .await
+        .expect("DFS server");
+    let endpoint = dfs.endpoint();
+    let identity_url = format!("http://{identity}/msi/token");
+    let unused = tempfile::tempdir().expect("dir");
+    let handler = Handler::start(
+        unused.path(),
+        &[
+            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("STORAGE_AUTH", "identity"),
+            ("STORAGE_DFS_ENDPOINT", &endpoint),
+            ("IDENTITY_ENDPOINT", &identity_url),
+            ("IDENTITY_HEADER", "host-secret"),
+        ],
+    );
+    let answer = reqwest::Client::new()
+        .post(handler.url("/api/ingest"))
+        .header("Content-Type", "application/json")
+        .body(sample("batch.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let stored: Vec<_> = dfs
+        .files("mongodb")
+        .into_iter()
+        .filter(|entry| !entry.path.contains("/_tmp/"))
+        .collect();
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|entry| entry.len > 0));
+    handler.terminate();
+    let (code, log) = handler.wait();
+    assert_eq!(code, Some(0));
+    let log = log.join("\n");
+    assert!(
+        !log.contains("mi-token") && !log.contains("host-secret"),
+        "no secrets in logs"
+    );
+}
+
+#[test]
+fn an_account_without_a_credential_stops_start_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .env("storage_account_name", "lakeacct")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("storage_account_name") && stderr.contains("STORAGE_AUTH=identity"),
+        "{stderr}"
+    );
 }

@@ -109,6 +109,11 @@ impl PathLayout {
         })
     }
 
+    /// The configured directory inside the filesystem: every path starts with it.
+    pub fn directory(&self) -> &[Segment] {
+        &self.directory
+    }
+
     /// The record's path inside the filesystem (container).
     pub fn path_for(&self, record: &Record) -> LakePath {
         let time = UtcHour::from_unix_seconds(record.cluster_time.time);

@@ -1,9 +1,11 @@
 //! Where records are stored. The HTTP layer and the ingest service only know this trait;
 //! the local lake and ADLS Gen2 are implementations beside each other.
 
+mod adls;
 mod group_sync;
 mod local;
 
+pub use adls::{AdlsSink, ClientError};
 pub use local::LocalLake;
 
 use async_trait::async_trait;
@@ -31,6 +33,14 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// A storage service request failed (after retries, or at once when retrying is
+    /// pointless); `detail` says why and, when known, what to do. It never holds secrets.
+    #[error("{operation} {path}: {detail}")]
+    Storage {
+        operation: &'static str,
+        path: String,
+        detail: String,
+    },
     #[error("storage task failed: {0}")]
     Task(String),
 }
@@ -42,6 +52,9 @@ impl SinkError {
             SinkError::Io {
                 operation, source, ..
             } => format!("{operation}: {source}"),
+            SinkError::Storage {
+                operation, detail, ..
+            } => format!("{operation}: {detail}"),
             SinkError::Task(reason) => reason.clone(),
         }
     }

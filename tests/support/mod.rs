@@ -32,14 +32,20 @@ pub struct Answer {
 }
 
 impl TestServer {
-    /// Starts a server on the local lake with the given extra settings.
+    /// Starts a server with the given extra settings: on a temporary local lake unless
+    /// they name an ADLS account.
     pub async fn start(settings: &[(&str, &str)]) -> TestServer {
         let lake = tempfile::tempdir().expect("temp dir");
         let mut vars: HashMap<String, String> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        vars.insert("LOCAL_LAKE_DIR".into(), lake.path().display().to_string());
+        let adls = ["STORAGE_ACCOUNT_NAME", "STORAGE_CONNECTION_STRING"]
+            .iter()
+            .any(|name| vars.contains_key(*name));
+        if !adls {
+            vars.insert("LOCAL_LAKE_DIR".into(), lake.path().display().to_string());
+        }
         vars.entry("FUNCTIONS_CUSTOMHANDLER_PORT".into())
             .or_insert_with(|| "0".into());
         let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");

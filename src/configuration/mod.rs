@@ -6,9 +6,12 @@
 //! the upper-case `STORAGE_*` ones so its users can switch without renaming settings.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 
 use crate::domain::{Encoding, PathLayout, Segment, DEFAULT_TEMPLATE};
+
+mod storage;
+
+pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_CONTAINER: &str = "mongodb";
@@ -38,13 +41,6 @@ impl ConfigError {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Where records go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageSettings {
-    /// The embedded default: a local directory laid out like the ADLS filesystem.
-    LocalLake { dir: PathBuf, durable: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -86,33 +82,7 @@ impl Settings {
                 })?,
         };
 
-        if let Some((name, _)) = vars.aliased("STORAGE_ACCOUNT_KEY", "storage_account_key")? {
-            if vars
-                .aliased("STORAGE_ACCOUNT_NAME", "storage_account_name")?
-                .is_none()
-            {
-                return Err(ConfigError::new(
-                    name,
-                    "is set but STORAGE_ACCOUNT_NAME is not",
-                ));
-            }
-        }
-        if let Some((name, _)) = vars.aliased("STORAGE_ACCOUNT_NAME", "storage_account_name")? {
-            return Err(ConfigError::new(
-                name,
-                "the ADLS Gen2 sink is not part of this build yet; unset it to use the local lake (LOCAL_LAKE_DIR)",
-            ));
-        }
-        let storage = StorageSettings::LocalLake {
-            dir: PathBuf::from(
-                vars.get("LOCAL_LAKE_DIR")
-                    .unwrap_or_else(|| "./lake".into()),
-            ),
-            durable: match vars.get("LOCAL_LAKE_FSYNC") {
-                Some(text) => parse_bool("LOCAL_LAKE_FSYNC", &text)?,
-                None => true,
-            },
-        };
+        let storage = storage::from_vars(&vars)?;
 
         let (container_setting, container) = vars
             .aliased("STORAGE_CONTAINER", "storage_container")?
@@ -275,8 +245,9 @@ fn check_container_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    pub(super) fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -284,7 +255,7 @@ mod tests {
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 
-    fn error_setting(vars: &[(&str, &str)]) -> String {
+    pub(super) fn error_setting(vars: &[(&str, &str)]) -> String {
         settings(vars).expect_err("should be refused").setting
     }
 
@@ -376,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             error_setting(&[("storage_account_key", "k")]),
-            "storage_account_key"
+            "STORAGE_ACCOUNT_NAME"
         );
     }
 

@@ -1,0 +1,148 @@
+//! Which storage failures are worth retrying, and how long to wait between attempts.
+//!
+//! The client's own retry policy is switched off: it replays single requests, so a create
+//! whose answer was lost comes back as 409 and a rename as 404, and it knows nothing of the
+//! time the caller has left. Retrying whole attempts here (fresh temporary name each time)
+//! keeps every retry safe and the total bounded by one budget.
+
+use std::time::{Duration, Instant};
+
+use azure_core::error::ErrorKind;
+
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Whether a failed storage request may succeed if sent again.
+pub(super) fn is_transient(error: &azure_core::Error) -> bool {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, .. } => {
+            matches!(u16::from(*status), 408 | 429 | 500 | 502 | 503 | 504)
+        }
+        // Connection refused or reset, timeouts, a body cut short.
+        ErrorKind::Io => true,
+        // A token endpoint that did not answer (managed identity endpoints do hiccup);
+        // a credential that is really wrong fails every attempt and exhausts the budget.
+        ErrorKind::Credential => true,
+        _ => false,
+    }
+}
+
+/// The HTTP status and storage error code of a failed request, if it got an answer.
+pub(super) fn status_and_code(error: &azure_core::Error) -> Option<(u16, Option<&str>)> {
+    match error.kind() {
+        ErrorKind::HttpResponse { status, error_code } => {
+            Some((u16::from(*status), error_code.as_deref()))
+        }
+        _ => None,
+    }
+}
+
+/// Exponential backoff with full jitter, bounded by a deadline.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    deadline: Instant,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    pub(super) fn new(budget: Duration) -> Backoff {
+        Backoff {
+            deadline: Instant::now() + budget,
+            ceiling: FIRST_DELAY,
+        }
+    }
+
+    /// How long to wait before the next attempt, or `None` when the budget would be
+    /// exceeded. Jitter spreads the retries of many writers hit by the same outage.
+    pub(super) fn next_delay(&mut self) -> Option<Duration> {
+        let delay = self.ceiling.mul_f64(0.5 + 0.5 * random_fraction());
+        self.ceiling = (self.ceiling * 2).min(MAX_DELAY);
+        (Instant::now() + delay < self.deadline).then_some(delay)
+    }
+}
+
+/// A number in [0, 1) from the OS's random source (0.5 if it is unavailable).
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::StatusCode;
+
+    fn http(status: StatusCode, code: &str) -> azure_core::Error {
+        azure_core::Error::new(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: Some(code.to_owned()),
+            },
+            "test",
+        )
+    }
+
+    #[test]
+    fn throttling_server_errors_and_broken_connections_are_transient() {
+        for status in [
+            StatusCode::RequestTimeout,
+            StatusCode::TooManyRequests,
+            StatusCode::InternalServerError,
+            StatusCode::ServiceUnavailable,
+            StatusCode::GatewayTimeout,
+        ] {
+            assert!(is_transient(&http(status, "ServerBusy")), "{status}");
+        }
+        assert!(is_transient(&azure_core::Error::new(
+            ErrorKind::Io,
+            "reset"
+        )));
+    }
+
+    #[test]
+    fn auth_and_client_errors_fail_fast() {
+        assert!(!is_transient(&http(
+            StatusCode::Forbidden,
+            "AuthenticationFailed"
+        )));
+        assert!(!is_transient(&http(
+            StatusCode::Unauthorized,
+            "InvalidAuthenticationInfo"
+        )));
+        assert!(!is_transient(&http(
+            StatusCode::NotFound,
+            "FilesystemNotFound"
+        )));
+        assert!(!is_transient(&http(
+            StatusCode::BadRequest,
+            "InvalidFlushPosition"
+        )));
+        assert_eq!(
+            status_and_code(&http(
+                StatusCode::Forbidden,
+                "AuthorizationPermissionMismatch"
+            )),
+            Some((403, Some("AuthorizationPermissionMismatch")))
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_respects_the_budget() {
+        let mut backoff = Backoff::new(Duration::from_secs(60));
+        let delays: Vec<Duration> = (0..8).filter_map(|_| backoff.next_delay()).collect();
+        assert_eq!(delays.len(), 8);
+        for (n, delay) in delays.iter().enumerate() {
+            let ceiling = (FIRST_DELAY * 2u32.pow(n as u32)).min(MAX_DELAY);
+            assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{n}: {delay:?}");
+        }
+        let mut short = Backoff::new(Duration::from_millis(10));
+        assert_eq!(
+            short.next_delay(),
+            None,
+            "a 50 ms wait exceeds a 10 ms budget"
+        );
+    }
+}
