@@ -1,9 +1,10 @@
 //! Load benchmark: drives the release `handler` binary over loopback HTTP with distinct
 //! change events and reports throughput, latency percentiles, peak RSS and start-up time.
 //!
-//! Run: `cargo bench --bench ingest_load` (figures go to stdout as a Markdown table;
+//! Run: `cargo bench --bench ingest_load` (figures go to stdout as Markdown tables;
 //! BENCHMARKS.md records them with the machine). `BENCH_SCALE=0.1` runs a tenth of the
-//! work for a quick look. The load generator shares the machine with the handler, so
+//! work for a quick look. The ADLS part runs the handler against the DFS test server on
+//! loopback (`BENCH_ADLS=0` leaves it out, `BENCH_LOCAL=0` the local lake). The load generator shares the machine with the handler, so
 //! figures on a 2-core machine include the client's own CPU use.
 
 use std::net::TcpListener;
@@ -23,13 +24,21 @@ struct Handler {
 }
 
 impl Handler {
+    /// Starts the handler on a local lake.
     fn start(lake: PathBuf, durable: bool) -> Handler {
+        Handler::start_with(&[
+            ("LOCAL_LAKE_DIR", lake.display().to_string()),
+            ("LOCAL_LAKE_FSYNC", durable.to_string()),
+        ])
+    }
+
+    /// Starts the handler with these settings (and nothing else from the environment).
+    fn start_with(settings: &[(&str, String)]) -> Handler {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_handler"))
             .env_clear()
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("LOCAL_LAKE_DIR", &lake)
-            .env("LOCAL_LAKE_FSYNC", durable.to_string())
+            .envs(settings.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .envs(
                 std::env::var("BENCH_MALLOC_ARENA_MAX")
@@ -399,7 +408,8 @@ fn main() {
     let mut serial = 0;
     println!("| scenario | events | events/s | p50 ms | p99 ms | handler CPU µs/event |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for durable in [true, false] {
+    let local = std::env::var("BENCH_LOCAL").as_deref() != Ok("0");
+    for durable in [true, false].into_iter().filter(|_| local) {
         let lake = root.join(if durable { "durable" } else { "fast" });
         let (runs, rss, big_rss) = runtime.block_on(scenarios(lake, durable, &mut serial));
         let label = if durable {
@@ -413,6 +423,9 @@ fn main() {
         println!("| {label}: peak RSS (VmHWM) under load | | {rss:.1} MiB | | | |");
         println!("| {label}: peak RSS after the largest request | | {big_rss:.1} MiB | | | |");
     }
+    if std::env::var("BENCH_ADLS").as_deref() != Ok("0") {
+        adls(&runtime, &mut serial);
+    }
     let mut startup = startup_times(20);
     startup.sort_by(f64::total_cmp);
     println!(
@@ -422,4 +435,122 @@ fn main() {
     );
     println!("\nlakes under {}", root.display());
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The ADLS sink against the DFS test server (Shared Key verified on every request):
+/// files/s, latency, storage requests per file and connections per 1,000 files, and the
+/// floor: one signed request to the same server.
+fn adls(runtime: &tokio::runtime::Runtime, serial: &mut usize) {
+    use dfs_test_server::{DfsServer, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+
+    // Its own runtime threads, as a separate service would have.
+    let dfs = DfsServer::builder()
+        .filesystem("mongodb")
+        .start_in_thread()
+        .expect("DFS test server");
+    let handler = Handler::start_with(&[
+        ("STORAGE_ACCOUNT_NAME", DEV_ACCOUNT.to_owned()),
+        ("STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.to_owned()),
+        ("STORAGE_DFS_ENDPOINT", dfs.endpoint()),
+    ]);
+    let url = handler.url();
+    let mut take = |n: usize| -> Vec<String> {
+        let bodies = (*serial..*serial + n).map(event).collect();
+        *serial += n;
+        bodies
+    };
+    println!();
+    println!("ADLS sink, DFS test server on loopback (Shared Key):");
+    println!();
+    println!("| scenario | files | files/s | p50 ms | p99 ms | handler CPU µs/file | storage requests/file | connections/1,000 files |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    runtime.block_on(async {
+        closed_loop("warm-up", &url, take(200), 1, 8).await;
+        let floor = floor_latency(&dfs, scaled(2_000)).await;
+        let mut scenarios: Vec<(String, Vec<String>, usize, usize)> = [1, 16, 64]
+            .into_iter()
+            .map(|concurrency| {
+                (
+                    format!("single event, concurrency {concurrency}"),
+                    take(scaled(if concurrency == 1 { 2_000 } else { 10_000 })),
+                    1,
+                    concurrency,
+                )
+            })
+            .collect();
+        scenarios.push((
+            "100-event batches, concurrency 4".to_owned(),
+            (0..scaled(100))
+                .map(|_| format!("[{}]", take(100).join(",")))
+                .collect(),
+            100,
+            4,
+        ));
+        let mut single_p50 = f64::NAN;
+        for (name, bodies, per_body, concurrency) in scenarios {
+            dfs.reset_stats();
+            let cpu = handler.cpu_seconds();
+            let run = closed_loop(&name, &url, bodies, per_body, concurrency)
+                .await
+                .with_cpu(handler.cpu_seconds() - cpu);
+            let stats = dfs.stats();
+            let files = run.events as f64;
+            if concurrency == 1 {
+                single_p50 = run.percentile(0.50);
+            }
+            println!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} |",
+                run.name,
+                run.events,
+                files / run.seconds,
+                run.percentile(0.50),
+                run.percentile(0.99),
+                run.cpu_us_per_event,
+                stats.requests as f64 / files,
+                stats.connections as f64 * 1000.0 / files
+            );
+        }
+        println!(
+            "| floor: one signed request to the same server (filesystem HEAD), concurrency 1 | {} | | {floor:.2} | | | 1 | |",
+            scaled(2_000)
+        );
+        println!(
+            "\nA single-event request writing one file takes {:.1}x the floor at p50.",
+            single_p50 / floor
+        );
+    });
+    println!(
+        "handler peak RSS (VmHWM) on ADLS: {:.1} MiB",
+        handler.peak_rss_mib()
+    );
+    handler.stop();
+}
+
+/// p50 latency of one Shared Key-signed request (filesystem properties) to `dfs`, sent one
+/// at a time through the same client library and connection pooling the sink uses.
+async fn floor_latency(dfs: &dfs_test_server::DfsServer, requests: usize) -> f64 {
+    use azure_storage::{CloudLocation, StorageCredentials};
+    use azure_storage_datalake::clients::DataLakeClientBuilder;
+
+    let credentials = StorageCredentials::access_key(
+        dfs_test_server::DEV_ACCOUNT,
+        dfs_test_server::DEV_ACCOUNT_KEY.to_owned(),
+    );
+    let location = CloudLocation::Custom {
+        account: dfs_test_server::DEV_ACCOUNT.to_owned(),
+        uri: dfs.endpoint(),
+    };
+    let http = reqwest::Client::new();
+    let filesystem = DataLakeClientBuilder::with_location(location, credentials)
+        .transport(azure_core::TransportOptions::new(Arc::new(http)))
+        .build()
+        .file_system_client("mongodb");
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let sent = Instant::now();
+        filesystem.get_properties().await.expect("filesystem HEAD");
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    latencies[latencies.len() / 2].as_secs_f64() * 1000.0
 }

@@ -395,3 +395,23 @@ async fn connections_are_pooled_and_a_file_costs_four_requests() {
     assert!(stats.op(OpKind::CreateDirectory) <= 4 * 16, "{stats:?}");
     assert_exactly(&server, &files);
 }
+
+#[tokio::test]
+async fn a_hanging_endpoint_is_given_up_on_in_bounded_time() {
+    let server = server().await;
+    let mut settings = settings(&server, key());
+    settings.retry_budget = Duration::from_secs(1);
+    settings.request_timeout = Duration::from_secs(1);
+    server
+        .faults()
+        .push(FaultRule::new(OpKind::Append, FaultAction::Delay(Duration::from_secs(30))).always());
+    let started = Instant::now();
+    let results = sink(&settings).store_all(vec![file("hang", 1)]).await;
+    let elapsed = started.elapsed();
+    assert!(results[0].is_err(), "{results:?}");
+    assert!(
+        elapsed <= Duration::from_secs(3) + Duration::from_millis(500),
+        "budget + two request timeouts at most: {elapsed:?}"
+    );
+    assert!(final_files(&server).is_empty());
+}

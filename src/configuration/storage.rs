@@ -21,6 +21,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// Azure Functions answers 502 to the caller after 230 s; retries must end well before.
 const MAX_RETRY_BUDGET_SECS: u64 = 180;
+/// The longest a file may take in the worst case: the budget, then an attempt of up to
+/// two request timeouts (see the ADLS sink).
+const MAX_REQUEST_SECS: u64 = 220;
 
 /// Where records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +257,15 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
             format!("must be at most {MAX_RETRY_BUDGET_SECS} (Azure Functions ends HTTP requests after 230 s)"),
         ));
     }
+    let request_timeout = seconds("STORAGE_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT)?;
+    if retry_budget + 2 * request_timeout > Duration::from_secs(MAX_REQUEST_SECS) {
+        return Err(ConfigError::new(
+            "STORAGE_RETRY_BUDGET_SECS",
+            format!(
+                "plus twice STORAGE_REQUEST_TIMEOUT_SECS must be at most {MAX_REQUEST_SECS} s (Azure Functions ends HTTP requests after 230 s)"
+            ),
+        ));
+    }
     let write_concurrency = match vars.get("STORAGE_WRITE_CONCURRENCY") {
         Some(text) => positive(
             "STORAGE_WRITE_CONCURRENCY",
@@ -276,7 +288,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
             None => false,
         },
         write_concurrency,
-        request_timeout: seconds("STORAGE_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT)?,
+        request_timeout,
         retry_budget,
     }))
 }

@@ -162,8 +162,26 @@ impl Sink for AdlsSink {
 }
 
 impl Inner {
-    /// Stores one file, retrying transient failures within the retry budget.
+    /// Stores one file, retrying transient failures within the retry budget. An attempt
+    /// started just before the budget ends may still take a request timeout or so; past
+    /// that the file is given up on, so a request never outlives the Functions HTTP limit.
     async fn store(&self, file: LakeFile) -> Result<Stored, SinkError> {
+        let path = file.path.to_string();
+        let limit = self.settings.retry_budget + 2 * self.settings.request_timeout;
+        match tokio::time::timeout(limit, self.store_with_retries(file)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SinkError::Storage {
+                operation: "storing",
+                path,
+                detail: format!(
+                    "gave up after {} s (STORAGE_RETRY_BUDGET_SECS plus request timeouts)",
+                    limit.as_secs()
+                ),
+            }),
+        }
+    }
+
+    async fn store_with_retries(&self, file: LakeFile) -> Result<Stored, SinkError> {
         let path = file.path.to_string();
         let folder = file
             .path
@@ -186,7 +204,9 @@ impl Inner {
                 self.create_filesystem().await;
                 true
             } else {
-                is_transient(&failure.error)
+                // A temporary file gone before its rename (a cleanup rule, say) is
+                // written again by a fresh attempt.
+                is_transient(&failure.error) || failure.code() == Some("SourcePathNotFound")
             };
             match backoff.next_delay() {
                 Some(delay) if retry => tokio::time::sleep(delay).await,
