@@ -164,7 +164,12 @@ pub(crate) fn authenticate(
             return Err(key_auth_not_permitted());
         }
         let sas = Sas::from_pairs(r.query);
-        sas.verify(account, r.peer, sas_resource_type(r.op), sas_permissions(r.op))?;
+        sas.verify(
+            account,
+            r.peer,
+            sas_resource_type(r.op),
+            sas_permissions(r.op),
+        )?;
         return Ok(Principal::Sas);
     }
     if cfg.anonymous {
@@ -244,7 +249,10 @@ pub(crate) fn shared_key_string_to_sign(
     s.push_str(raw_path);
     let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in form_urlencoded::parse(raw_query.unwrap_or("").as_bytes()) {
-        params.entry(k.to_lowercase()).or_default().push(v.into_owned());
+        params
+            .entry(k.to_lowercase())
+            .or_default()
+            .push(v.into_owned());
     }
     for (k, mut values) in params {
         values.sort();
@@ -301,7 +309,8 @@ fn check_shared_key(
             http_date(now)
         )));
     }
-    let sts = shared_key_string_to_sign(&account.name, r.method, r.headers, r.raw_path, r.raw_query);
+    let sts =
+        shared_key_string_to_sign(&account.name, r.method, r.headers, r.raw_path, r.raw_query);
     if !verify_hmac(&account.key, &sts, sig) {
         return Err(auth_failed(format!(
             "The MAC signature found in the HTTP request '{sig}' is not the same as any computed signature. Server used following string to sign: '{}'.",
@@ -328,9 +337,10 @@ fn sas_resource_type(op: OpKind) -> char {
 fn sas_permissions(op: OpKind) -> &'static [char] {
     match op {
         OpKind::ListFilesystems | OpKind::ListPaths => &['l'],
-        OpKind::CreateFilesystem | OpKind::CreateFile | OpKind::CreateDirectory | OpKind::Rename => {
-            &['c', 'w']
-        }
+        OpKind::CreateFilesystem
+        | OpKind::CreateFile
+        | OpKind::CreateDirectory
+        | OpKind::Rename => &['c', 'w'],
         OpKind::GetFilesystemProperties | OpKind::GetProperties | OpKind::Read => &['r'],
         OpKind::SetFilesystemProperties | OpKind::SetProperties | OpKind::Flush => &['w'],
         OpKind::Append => &['a', 'w'],
@@ -587,7 +597,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("content-length", "0".parse().unwrap());
         h.insert("x-ms-version", "2022-11-02".parse().unwrap());
-        h.insert("x-ms-date", "Fri, 26 Jun 2015 23:39:12 GMT".parse().unwrap());
+        h.insert(
+            "x-ms-date",
+            "Fri, 26 Jun 2015 23:39:12 GMT".parse().unwrap(),
+        );
         h.insert("if-none-match", "*".parse().unwrap());
         let s = shared_key_string_to_sign(
             "acct",

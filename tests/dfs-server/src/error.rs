@@ -38,13 +38,21 @@ impl ApiError {
     }
 
     pub(crate) fn filesystem_not_found() -> Self {
-        Self::new(404, "FilesystemNotFound", "The specified filesystem does not exist.")
+        Self::new(
+            404,
+            "FilesystemNotFound",
+            "The specified filesystem does not exist.",
+        )
     }
     pub(crate) fn path_not_found() -> Self {
         Self::new(404, "PathNotFound", "The specified path does not exist.")
     }
     pub(crate) fn path_already_exists() -> Self {
-        Self::new(409, "PathAlreadyExists", "The specified path already exists.")
+        Self::new(
+            409,
+            "PathAlreadyExists",
+            "The specified path already exists.",
+        )
     }
     pub(crate) fn path_conflict() -> Self {
         Self::new(
@@ -95,7 +103,9 @@ impl ApiError {
             "InvalidQueryParameterValue",
             "Value for one of the query parameters specified in the request URI is invalid.",
         )
-        .detail(format!("QueryParameterName: {name}\nQueryParameterValue: {value}"))
+        .detail(format!(
+            "QueryParameterName: {name}\nQueryParameterValue: {value}"
+        ))
     }
     pub(crate) fn invalid_uri(why: String) -> Self {
         Self::new(400, "InvalidUri", "The request URI is invalid.").detail(why)

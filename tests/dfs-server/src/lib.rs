@@ -189,6 +189,28 @@ impl Counters {
     }
 }
 
+/// A request as received (see [`DfsServerBuilder::record_requests`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query exactly as in the request line.
+    pub uri: String,
+    /// Names lower-case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+    pub op: OpKind,
+}
+
+impl RecordedRequest {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One path as [`DfsServer::paths`] shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathEntry {
@@ -213,6 +235,7 @@ pub(crate) struct Shared {
     pub crashed: AtomicBool,
     pub crash_tx: watch::Sender<u64>,
     pub ids: util::IdGen,
+    pub log: Option<Mutex<Vec<RecordedRequest>>>,
 }
 
 impl Shared {
@@ -231,6 +254,7 @@ pub struct DfsServerBuilder {
     filesystems: Vec<String>,
     bind: SocketAddr,
     max_skew: Duration,
+    record: bool,
 }
 
 impl DfsServerBuilder {
@@ -277,10 +301,19 @@ impl DfsServerBuilder {
         self
     }
 
+    /// Keeps every request's method, URI and headers for [`DfsServer::requests`]: to see
+    /// exactly what a client puts on the wire.
+    pub fn record_requests(mut self) -> Self {
+        self.record = true;
+        self
+    }
+
     fn shared(self) -> io::Result<(Arc<Shared>, SocketAddr)> {
         let key = base64::engine::general_purpose::STANDARD
             .decode(&self.key_b64)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("account key: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("account key: {e}"))
+            })?;
         let mut auth = self.auth;
         if !self.auth_set {
             auth.add(Auth::SharedKey);
@@ -307,6 +340,7 @@ impl DfsServerBuilder {
             crashed: AtomicBool::new(false),
             crash_tx,
             ids,
+            log: self.record.then(|| Mutex::new(Vec::new())),
         });
         Ok((shared, self.bind))
     }
@@ -380,6 +414,7 @@ impl DfsServer {
             filesystems: Vec::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_skew: Duration::from_secs(15 * 60),
+            record: false,
         }
     }
 
@@ -464,6 +499,23 @@ impl DfsServer {
     /// Serves again after a crash; the namespace is as the crash left it.
     pub fn recover(&self) {
         self.shared.crashed.store(false, Ordering::SeqCst);
+    }
+
+    /// The requests received so far, oldest first (empty unless
+    /// [`DfsServerBuilder::record_requests`]).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .log
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        if let Some(l) = &self.shared.log {
+            l.lock().unwrap().clear();
+        }
     }
 
     fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {

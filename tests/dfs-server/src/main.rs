@@ -37,9 +37,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("dfs-test-server: ADLS Gen2 (DFS) endpoint {}", server.endpoint());
+    println!(
+        "dfs-test-server: ADLS Gen2 (DFS) endpoint {}",
+        server.endpoint()
+    );
     println!("  account {DEV_ACCOUNT}, key {DEV_ACCOUNT_KEY}");
-    println!("  STORAGE_DFS_ENDPOINT=http://{}/{DEV_ACCOUNT}", server.addr());
+    println!(
+        "  STORAGE_DFS_ENDPOINT=http://{}/{DEV_ACCOUNT}",
+        server.addr()
+    );
     if !filesystems.is_empty() {
         println!("  filesystems: {}", filesystems.join(", "));
     }

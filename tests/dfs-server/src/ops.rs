@@ -4,8 +4,8 @@ use crate::auth::{self, Principal, RequestView, Sas, RENAME_SOURCE_PERMISSIONS};
 use crate::error::ApiError;
 use crate::faults::FaultAction;
 use crate::store::{
-    etag_header, etag_str, hierarchical_cmp, normalize_path, Ancestors, Filesystem, Node,
-    PathKind, Store,
+    etag_header, etag_str, hierarchical_cmp, normalize_path, Ancestors, Filesystem, Node, PathKind,
+    Store,
 };
 use crate::util::{filetime, http_date, iso8601_ticks, parse_http_date, percent_decode_path};
 use crate::{OpKind, Shared, DEFAULT_VERSION};
@@ -169,8 +169,11 @@ impl Req {
     }
 
     fn position(&self) -> Result<u64, ApiError> {
-        let v = self.q("position").ok_or_else(|| ApiError::missing_query("position"))?;
-        v.parse().map_err(|_| ApiError::invalid_query("position", v))
+        let v = self
+            .q("position")
+            .ok_or_else(|| ApiError::missing_query("position"))?;
+        v.parse()
+            .map_err(|_| ApiError::invalid_query("position", v))
     }
 }
 
@@ -189,7 +192,10 @@ fn route(raw_path: &str, account: &str) -> Result<Target, ApiError> {
         )));
     }
     let decoded = percent_decode_path(rest).ok_or_else(|| {
-        ApiError::invalid_uri("The path has a '%' not followed by two hex digits, or is not UTF-8 once decoded.".into())
+        ApiError::invalid_uri(
+            "The path has a '%' not followed by two hex digits, or is not UTF-8 once decoded."
+                .into(),
+        )
     })?;
     let (fs, path) = decoded.split_once('/').unwrap_or((&decoded, ""));
     if fs.is_empty() {
@@ -199,8 +205,9 @@ fn route(raw_path: &str, account: &str) -> Result<Target, ApiError> {
             Err(ApiError::invalid_uri("Empty filesystem name.".into()))
         };
     }
-    let path = normalize_path(path)
-        .ok_or_else(|| ApiError::invalid_uri("The path has an empty, '.' or '..' segment.".into()))?;
+    let path = normalize_path(path).ok_or_else(|| {
+        ApiError::invalid_uri("The path has an empty, '.' or '..' segment.".into())
+    })?;
     Ok(if path.is_empty() {
         Target::Filesystem(fs.to_owned())
     } else {
@@ -208,8 +215,14 @@ fn route(raw_path: &str, account: &str) -> Result<Target, ApiError> {
     })
 }
 
-fn classify(method: &Method, target: &Target, q: &[(String, String)], headers: &HeaderMap) -> OpKind {
-    let is = |name: &str, value: &str| query_get(q, name).is_some_and(|v| v.eq_ignore_ascii_case(value));
+fn classify(
+    method: &Method,
+    target: &Target,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+) -> OpKind {
+    let is =
+        |name: &str, value: &str| query_get(q, name).is_some_and(|v| v.eq_ignore_ascii_case(value));
     match target {
         Target::Account if *method == Method::GET && is("resource", "account") => {
             OpKind::ListFilesystems
@@ -240,7 +253,14 @@ fn classify(method: &Method, target: &Target, q: &[(String, String)], headers: &
 }
 
 fn unsupported(r: &Req) -> ApiError {
-    if ![Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE].contains(&r.method)
+    if ![
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .contains(&r.method)
     {
         return ApiError::new(
             405,
@@ -281,7 +301,9 @@ fn parse_rename_source(value: &[u8], account: &str) -> Result<RenameSource, ApiE
     };
     // `%XX` is decoded; a `+` stays a `+`: the value is a URI path, not a form.
     let decoded = percent_decode_path(path_part).ok_or_else(|| {
-        ApiError::invalid_source_uri("x-ms-rename-source is not a valid percent-encoded path.".into())
+        ApiError::invalid_source_uri(
+            "x-ms-rename-source is not a valid percent-encoded path.".into(),
+        )
     })?;
     let Some(rest) = decoded.strip_prefix('/') else {
         return Err(ApiError::invalid_source_uri(
@@ -310,6 +332,32 @@ fn parse_rename_source(value: &[u8], account: &str) -> Result<RenameSource, ApiE
     Ok(RenameSource { fs, path, sas })
 }
 
+fn record(shared: &Shared, parts: &Parts, body_len: usize, op: OpKind) {
+    if let Some(log) = &shared.log {
+        let r = crate::RecordedRequest {
+            method: parts.method.to_string(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body_len,
+            op,
+        };
+        log.lock().unwrap().push(r);
+    }
+}
+
 /// Handles one request whose body has been read.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -319,18 +367,21 @@ pub(crate) async fn serve(
     kill: Arc<Notify>,
 ) -> Resp {
     let ctx = Ctx::new(&shared, &parts);
-    let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     let target = match route(parts.uri.path(), &shared.account.name) {
         Ok(t) => t,
         Err(e) => {
             shared.counters.op(OpKind::Unsupported);
+            record(&shared, &parts, body.len(), OpKind::Unsupported);
             return ctx.error(e);
         }
     };
     let op = classify(&parts.method, &target, &query, &parts.headers);
     shared.counters.op(op);
+    record(&shared, &parts, body.len(), op);
 
     let view = RequestView {
         method: parts.method.as_str(),
@@ -341,14 +392,18 @@ pub(crate) async fn serve(
         peer: peer.ip(),
         op,
     };
-    let principal = match auth::authenticate(&shared.auth, &shared.account, shared.max_skew, &view) {
+    let principal = match auth::authenticate(&shared.auth, &shared.account, shared.max_skew, &view)
+    {
         Ok(p) => p,
         Err(e) => return ctx.error(e),
     };
 
     let mut source = None;
     if op == OpKind::Rename {
-        let raw = parts.headers.get("x-ms-rename-source").expect("classified as rename");
+        let raw = parts
+            .headers
+            .get("x-ms-rename-source")
+            .expect("classified as rename");
         let s = match parse_rename_source(raw.as_bytes(), &shared.account.name) {
             Ok(s) => s,
             Err(e) => return ctx.error(e),
@@ -505,7 +560,11 @@ impl Conditions {
 
     /// `node` is the current (etag, last modified), if the path exists.
     fn check(&self, node: Option<(u64, SystemTime)>, read: bool) -> Result<(), CondFail> {
-        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
         let matches = |list: &str, etag: u64| {
             let e = etag_str(etag);
             list.split(',').any(|t| {
@@ -527,15 +586,27 @@ impl Conditions {
         }
         if let (Some(m), Some((e, _))) = (&self.if_none_match, node) {
             if m.trim() == "*" {
-                return Err(if read { CondFail::NotModified } else { CondFail::Exists });
+                return Err(if read {
+                    CondFail::NotModified
+                } else {
+                    CondFail::Exists
+                });
             }
             if matches(m, e) {
-                return Err(if read { CondFail::NotModified } else { CondFail::NotMet });
+                return Err(if read {
+                    CondFail::NotModified
+                } else {
+                    CondFail::NotMet
+                });
             }
         }
         if let (Some(t), Some((_, modified))) = (self.if_modified_since, node) {
             if secs(modified) <= secs(t) {
-                return Err(if read { CondFail::NotModified } else { CondFail::NotMet });
+                return Err(if read {
+                    CondFail::NotModified
+                } else {
+                    CondFail::NotMet
+                });
             }
         }
         Ok(())
@@ -579,7 +650,8 @@ fn path_name(r: &Req) -> &str {
 fn valid_filesystem_name(n: &str) -> bool {
     let b = n.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
         && !n.contains("--")
@@ -606,7 +678,12 @@ fn list_filesystems(store: &Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError>
     Ok(ctx.with_body(200, headers, JSON, Bytes::from(body)))
 }
 
-fn create_filesystem(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp, ApiError> {
+fn create_filesystem(
+    store: &mut Store,
+    ctx: &Ctx,
+    r: &Req,
+    now: SystemTime,
+) -> Result<Resp, ApiError> {
     let name = fs_name(r);
     if !valid_filesystem_name(name) {
         return Err(ApiError::new(
@@ -669,7 +746,10 @@ fn set_filesystem_properties(
     f.modified = now;
     Ok(ctx.empty(
         200,
-        vec![("etag", etag_header(etag)), ("last-modified", http_date(now))],
+        vec![
+            ("etag", etag_header(etag)),
+            ("last-modified", http_date(now)),
+        ],
     ))
 }
 
@@ -738,7 +818,11 @@ fn list_paths(store: &Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError> {
     }
     let max = max_results(r)?;
     let start = continuation(r)?;
-    let depth = if dir.is_empty() { 0 } else { dir.split('/').count() };
+    let depth = if dir.is_empty() {
+        0
+    } else {
+        dir.split('/').count()
+    };
     let mut keys: Vec<&String> = f
         .descendant_keys(&dir)
         .iter()
@@ -757,7 +841,10 @@ fn list_paths(store: &Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError> {
             let n = &f.paths[k.as_str()];
             let mut m = Map::new();
             m.insert("contentLength".into(), n.data.len().to_string().into());
-            m.insert("creationTime".into(), filetime(n.created).to_string().into());
+            m.insert(
+                "creationTime".into(),
+                filetime(n.created).to_string().into(),
+            );
             m.insert("etag".into(), etag_str(n.etag).into());
             m.insert("group".into(), OWNER.into());
             if n.kind == PathKind::Directory {
@@ -948,7 +1035,12 @@ fn flush(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp,
     ))
 }
 
-fn set_properties(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp, ApiError> {
+fn set_properties(
+    store: &mut Store,
+    ctx: &Ctx,
+    r: &Req,
+    now: SystemTime,
+) -> Result<Resp, ApiError> {
     let etag = store.etag();
     let n = file_mut(store, r)?;
     check_update(r, Some((n.etag, n.modified)))?;
@@ -962,7 +1054,10 @@ fn set_properties(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Res
     n.modified = now;
     Ok(ctx.empty(
         200,
-        vec![("etag", etag_header(etag)), ("last-modified", http_date(now))],
+        vec![
+            ("etag", etag_header(etag)),
+            ("last-modified", http_date(now)),
+        ],
     ))
 }
 
@@ -987,14 +1082,20 @@ fn rename(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp
             "The source path for a rename operation does not exist.",
         )
     };
-    let sf = store.filesystems.get(&src.fs).ok_or_else(source_not_found)?;
+    let sf = store
+        .filesystems
+        .get(&src.fs)
+        .ok_or_else(source_not_found)?;
     let sn = sf.paths.get(&src.path).ok_or_else(source_not_found)?;
     Conditions::from(&r.headers, "x-ms-source-")
         .check(Some((sn.etag, sn.modified)), false)
         .map_err(|_| ApiError::source_condition_not_met())?;
     let kind = sn.kind;
     let same_fs = src.fs == dfs;
-    if same_fs && kind == PathKind::Directory && (dpath == src.path || dpath.starts_with(&format!("{}/", src.path))) {
+    if same_fs
+        && kind == PathKind::Directory
+        && (dpath == src.path || dpath.starts_with(&format!("{}/", src.path)))
+    {
         return Err(ApiError::new(
             409,
             "InvalidRenameSourcePath",
@@ -1020,7 +1121,10 @@ fn rename(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp
         let n = &df.paths[dpath];
         return Ok(ctx.empty(
             201,
-            vec![("etag", etag_header(n.etag)), ("last-modified", http_date(n.modified))],
+            vec![
+                ("etag", etag_header(n.etag)),
+                ("last-modified", http_date(n.modified)),
+            ],
         ));
     }
     if let Some(e) = existing {
@@ -1032,8 +1136,9 @@ fn rename(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp
             ));
         }
         if e.kind == PathKind::Directory {
-            return Err(ApiError::path_already_exists()
-                .detail("dfs-test-server does not rename a directory onto an existing directory.".into()));
+            return Err(ApiError::path_already_exists().detail(
+                "dfs-test-server does not rename a directory onto an existing directory.".into(),
+            ));
         }
     }
     // Move the source and everything under it.
@@ -1056,7 +1161,10 @@ fn rename(store: &mut Store, ctx: &Ctx, r: &Req, now: SystemTime) -> Result<Resp
     let _ = now;
     Ok(ctx.empty(
         201,
-        vec![("etag", etag_header(etag)), ("last-modified", http_date(modified))],
+        vec![
+            ("etag", etag_header(etag)),
+            ("last-modified", http_date(modified)),
+        ],
     ))
 }
 
@@ -1065,7 +1173,9 @@ fn find<'a>(store: &'a Store, r: &Req) -> Result<&'a Node, ApiError> {
         .filesystems
         .get(fs_name(r))
         .ok_or_else(ApiError::filesystem_not_found)?;
-    f.paths.get(path_name(r)).ok_or_else(ApiError::path_not_found)
+    f.paths
+        .get(path_name(r))
+        .ok_or_else(ApiError::path_not_found)
 }
 
 /// Read conditions: `Ok(Some(resp))` is a 304 to send.
@@ -1074,7 +1184,10 @@ fn check_read(ctx: &Ctx, r: &Req, n: &Node) -> Result<Option<Resp>, ApiError> {
         Ok(()) => Ok(None),
         Err(CondFail::NotModified) => Ok(Some(ctx.empty(
             304,
-            vec![("etag", etag_header(n.etag)), ("last-modified", http_date(n.modified))],
+            vec![
+                ("etag", etag_header(n.etag)),
+                ("last-modified", http_date(n.modified)),
+            ],
         ))),
         Err(_) => Err(ApiError::condition_not_met()),
     }
@@ -1097,7 +1210,9 @@ fn get_properties(store: &Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError> {
         }
         .into(),
     ));
-    if r.q("action").is_some_and(|a| a.eq_ignore_ascii_case("getAccessControl")) {
+    if r.q("action")
+        .is_some_and(|a| a.eq_ignore_ascii_case("getAccessControl"))
+    {
         h.push(("x-ms-acl", "user::rw-,group::r--,other::---".into()));
     }
     Ok(ctx.empty(200, h))
@@ -1124,7 +1239,10 @@ fn read(store: &Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError> {
         return Ok(resp);
     }
     let len = n.data.len() as u64;
-    let range = r.h("x-ms-range").or_else(|| r.h("range")).and_then(parse_range);
+    let range = r
+        .h("x-ms-range")
+        .or_else(|| r.h("range"))
+        .and_then(parse_range);
     let mut h = node_headers(n, false);
     let Some((start, end)) = range else {
         return Ok(ctx.with_body(200, h, content_type(n), n.data.clone()));
@@ -1182,8 +1300,14 @@ mod tests {
         assert!(matches!(route("/acct/", "acct").unwrap(), Target::Account));
         assert!(matches!(route("/acct", "acct").unwrap(), Target::Account));
         assert_eq!(route("/other/fs", "acct").unwrap_err().code, "InvalidUri");
-        assert_eq!(route("/acct/fs/a%zz", "acct").unwrap_err().code, "InvalidUri");
-        assert_eq!(route("/acct/fs/a//b", "acct").unwrap_err().code, "InvalidUri");
+        assert_eq!(
+            route("/acct/fs/a%zz", "acct").unwrap_err().code,
+            "InvalidUri"
+        );
+        assert_eq!(
+            route("/acct/fs/a//b", "acct").unwrap_err().code,
+            "InvalidUri"
+        );
     }
 
     #[test]
@@ -1197,15 +1321,33 @@ mod tests {
         let s = parse_rename_source(b"/fs/x%3Fsig%3D1", "acct").unwrap();
         assert_eq!(s.path, "x?sig=1");
         assert!(s.sas.is_none());
-        assert_eq!(parse_rename_source(b"/fs/a b", "acct").err().unwrap().code, "InvalidSourceUri");
-        assert_eq!(parse_rename_source("/fs/é".as_bytes(), "acct").err().unwrap().code, "InvalidSourceUri");
-        assert_eq!(parse_rename_source(b"fs/a", "acct").err().unwrap().code, "InvalidSourceUri");
-        assert_eq!(parse_rename_source(b"/fs", "acct").err().unwrap().code, "InvalidSourceUri");
+        assert_eq!(
+            parse_rename_source(b"/fs/a b", "acct").err().unwrap().code,
+            "InvalidSourceUri"
+        );
+        assert_eq!(
+            parse_rename_source("/fs/é".as_bytes(), "acct")
+                .err()
+                .unwrap()
+                .code,
+            "InvalidSourceUri"
+        );
+        assert_eq!(
+            parse_rename_source(b"fs/a", "acct").err().unwrap().code,
+            "InvalidSourceUri"
+        );
+        assert_eq!(
+            parse_rename_source(b"/fs", "acct").err().unwrap().code,
+            "InvalidSourceUri"
+        );
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-18446744073709551614"), Some((0, Some(u64::MAX - 1))));
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551614"),
+            Some((0, Some(u64::MAX - 1)))
+        );
         assert_eq!(parse_range("bytes=5-"), Some((5, None)));
         assert_eq!(parse_range("bytes=5-1"), None);
         assert_eq!(parse_range("items=1-2"), None);

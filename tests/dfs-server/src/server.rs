@@ -89,7 +89,12 @@ async fn serve_connection(
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, kill: Arc<Notify>, peer: SocketAddr) -> Resp {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    kill: Arc<Notify>,
+    peer: SocketAddr,
+) -> Resp {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     if shared.crashed.load(Ordering::SeqCst) {
         return die(&kill).await;

@@ -78,7 +78,10 @@ pub(crate) fn iso8601_seconds(t: SystemTime) -> String {
 /// `2024-01-02T03:04:05.1234567Z`: the form of `Time:` in the service's error messages.
 pub(crate) fn iso8601_ticks(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s, n) = split_time(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:07}Z", n / 100)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:07}Z",
+        n / 100
+    )
 }
 
 /// Parses the ISO 8601 forms a SAS may carry: `YYYY-MM-DD`, `YYYY-MM-DDThh:mmZ`,
@@ -126,7 +129,10 @@ pub(crate) fn parse_iso8601(s: &str) -> Option<SystemTime> {
         }
     }
     let days = days_from_civil(y as i64, mo, d);
-    Some(from_unix(days * 86_400 + (h * 3600 + mi * 60 + sec) as i64, nanos))
+    Some(from_unix(
+        days * 86_400 + (h * 3600 + mi * 60 + sec) as i64,
+        nanos,
+    ))
 }
 
 /// Windows FILETIME (100 ns ticks since 1601), as the list output's `creationTime`.

@@ -30,7 +30,11 @@ pub fn client(server: &DfsServer, creds: StorageCredentials) -> DataLakeClient {
 }
 
 /// With quick fixed retries (the client's retry policy adds up to 255 ms of jitter).
-pub fn retrying_client(server: &DfsServer, creds: StorageCredentials, retries: u32) -> DataLakeClient {
+pub fn retrying_client(
+    server: &DfsServer,
+    creds: StorageCredentials,
+    retries: u32,
+) -> DataLakeClient {
     DataLakeClientBuilder::with_location(location(server), creds)
         .retry(RetryOptions::fixed(
             FixedRetryOptions::default()
