@@ -8,9 +8,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::configuration::LogFormat;
 
+/// Libraries whose debug logs hold secrets or documents: the storage client logs whole
+/// requests (URL with any SAS signature, the `Authorization` header, the body) and the
+/// HTTP client logs URLs. They stay at `info` whatever `RUST_LOG` says.
+const QUIET: [&str; 6] = [
+    "azure_core=info",
+    "azure_storage=info",
+    "azure_storage_datalake=info",
+    "azure_identity=info",
+    "reqwest=info",
+    "hyper_util=info",
+];
+
 /// Installs the global subscriber. A second call (tests) is a no-op.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in QUIET {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

@@ -108,6 +108,12 @@ async fn every_auth_mode_writes_complete_files() {
         .store_all(files.clone())
         .await;
     assert_eq!(written(&results), 5, "{results:?}");
+    for file in &files {
+        assert_eq!(
+            server.read(FILESYSTEM, &file.path.to_string()).as_deref(),
+            Some(file.contents.as_slice())
+        );
+    }
 
     // A bearer token, as Microsoft Entra ID gives.
     let server = DfsServer::builder()
@@ -222,12 +228,78 @@ async fn a_lost_rename_answer_is_checked_not_repeated_blindly() {
 }
 
 #[tokio::test]
-async fn a_crash_between_flush_and_rename_leaves_nothing_at_the_final_path() {
+async fn a_writer_that_dies_between_flush_and_rename_leaves_nothing_at_the_final_path() {
+    let server = server().await;
+    let sink = sink(&settings(&server, key()));
+    let files = vec![file("died", 1)];
+    // The rename hangs; the writer is killed meanwhile (its task aborted, as a process
+    // dies), after the temporary file was flushed.
+    server
+        .faults()
+        .push(FaultRule::new(OpKind::Rename, FaultAction::Delay(Duration::from_secs(30))).times(1));
+    let writer = tokio::spawn({
+        let (sink, files) = (sink.clone(), files.clone());
+        async move { sink.store_all(files).await }
+    });
+    let started = Instant::now();
+    while server.stats().op(OpKind::Rename) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the rename was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.abort();
+    assert!(
+        final_files(&server).is_empty(),
+        "{:?}",
+        final_files(&server)
+    );
+    let staged = server.files(FILESYSTEM);
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(
+        staged[0].path.starts_with("changes/_tmp/")
+            && staged[0].len == files[0].contents.len() as u64
+    );
+
+    // The sender retries: exactly one complete file.
+    let results = sink.store_all(files.clone()).await;
+    assert_eq!(written(&results), 1, "{results:?}");
+    assert_exactly(&server, &files);
+}
+
+#[tokio::test]
+async fn a_storage_crash_as_the_rename_lands_leaves_one_complete_file() {
+    let server = server().await;
+    let mut settings = settings(&server, key());
+    settings.retry_budget = Duration::from_millis(500);
+    let sink = sink(&settings);
+    // The rename is applied, then the service goes dark (every connection closed).
+    server
+        .faults()
+        .push(FaultRule::new(OpKind::Rename, FaultAction::Crash).times(1));
+    let files = vec![file("storage-crash", 1)];
+    let results = sink.store_all(files.clone()).await;
+    assert!(
+        results[0].is_err(),
+        "no answer, so not acknowledged: {results:?}"
+    );
+    server.recover();
+    let results = sink.store_all(files.clone()).await;
+    assert!(
+        matches!(results[0], Ok(Stored::AlreadyPresent)),
+        "the renamed file is found: {results:?}"
+    );
+    assert_exactly(&server, &files);
+}
+
+#[tokio::test]
+async fn renames_failing_until_the_budget_ends_leave_nothing_at_the_final_path() {
     let server = server().await;
     let mut settings = settings(&server, key());
     settings.retry_budget = Duration::from_secs(1);
     let sink = sink(&settings);
-    // The storage side dies as the rename arrives (it is applied neither then nor later).
+    // Every rename is refused (503); the files are complete, but only under temporary names.
     server.faults().push(
         FaultRule::new(
             OpKind::Rename,
@@ -414,4 +486,26 @@ async fn a_hanging_endpoint_is_given_up_on_in_bounded_time() {
         "budget + two request timeouts at most: {elapsed:?}"
     );
     assert!(final_files(&server).is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_concurrency_still_ends_at_one_deadline() {
+    let server = server().await;
+    let mut settings = settings(&server, key());
+    settings.write_concurrency = 2;
+    settings.retry_budget = Duration::from_secs(1);
+    settings.request_timeout = Duration::from_secs(1);
+    server
+        .faults()
+        .push(FaultRule::new(OpKind::Append, FaultAction::Delay(Duration::from_secs(30))).always());
+    let files: Vec<LakeFile> = (0..6).map(|n| file("wave", n)).collect();
+    let started = Instant::now();
+    let results = sink(&settings).store_all(files).await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    // Three waves of two would take three times as long without the shared deadline.
+    assert!(
+        elapsed <= Duration::from_secs(3) + Duration::from_millis(500),
+        "one deadline for the whole request: {elapsed:?}"
+    );
 }

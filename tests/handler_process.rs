@@ -380,6 +380,102 @@ async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
     );
 }
 
+#[tokio::test]
+async fn an_identity_that_cannot_get_a_token_fails_fast_with_the_reason() {
+    // The token endpoint refuses (400: no identity assigned), as on a Function App whose
+    // managed identity was never turned on.
+    let identity = identity_endpoint("expected-secret", "unused").await;
+    let dfs = dfs_test_server::DfsServer::builder()
+        .filesystem("mongodb")
+        .bearer_token("unused")
+        .start()
+        .await
+        .expect("DFS server");
+    let endpoint = dfs.endpoint();
+    let identity_url = format!("http://{identity}/msi/token");
+    let unused = tempfile::tempdir().expect("dir");
+    let handler = Handler::start(
+        unused.path(),
+        &[
+            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("STORAGE_AUTH", "identity"),
+            ("STORAGE_DFS_ENDPOINT", &endpoint),
+            ("STORAGE_RETRY_BUDGET_SECS", "120"),
+            ("IDENTITY_ENDPOINT", &identity_url),
+            ("IDENTITY_HEADER", "wrong-secret"),
+        ],
+    );
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .post(handler.url("/api/ingest"))
+        .header("Content-Type", "application/json")
+        .body(sample("insert.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "not retried for the whole 120 s budget: {:?}",
+        started.elapsed()
+    );
+    handler.terminate();
+    let (_, log) = handler.wait();
+    let failure = log
+        .iter()
+        .find(|line| line.contains("ingest failed: storage"))
+        .expect("a log line for the failed request");
+    assert!(failure.contains("Entra ID token"), "{failure}");
+    assert!(dfs.files("mongodb").is_empty());
+}
+
+#[tokio::test]
+async fn debug_logs_hold_no_sas_signature_or_document() {
+    let dfs = dfs_test_server::DfsServer::builder()
+        .filesystem("mongodb")
+        .start()
+        .await
+        .expect("DFS server");
+    let sas = dfs.account_sas("racwdl");
+    let signature = sas
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sig="))
+        .expect("sig")
+        .to_owned();
+    let endpoint = dfs.endpoint();
+    let unused = tempfile::tempdir().expect("dir");
+    let handler = Handler::start(
+        unused.path(),
+        &[
+            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("STORAGE_SAS_TOKEN", &sas),
+            ("STORAGE_DFS_ENDPOINT", &endpoint),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    let answer = reqwest::Client::new()
+        .post(handler.url("/api/ingest"))
+        .header("Content-Type", "application/json")
+        .body(sample("insert.json"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 200);
+    handler.terminate();
+    let (code, log) = handler.wait();
+    assert_eq!(code, Some(0));
+    let log = log.join("\n");
+    // Without the telemetry's quiet list, the storage client logs each request URL here.
+    assert!(
+        !log.contains(&signature) && !log.contains("sig="),
+        "no SAS signature in the log"
+    );
+    assert!(
+        !log.contains("Great Train Robbery"),
+        "no document contents in the log"
+    );
+}
+
 #[test]
 fn an_account_without_a_credential_stops_start_up() {
     let output = Command::new(env!("CARGO_BIN_EXE_handler"))

@@ -162,11 +162,19 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         ));
     }
 
-    let (account_setting, mut account, mut endpoint, credential) = match connection_string {
+    let endpoint_override = vars.get("STORAGE_DFS_ENDPOINT");
+    let (account_setting, mut account, endpoint, credential) = match connection_string {
         Some((setting, text)) => {
             let parsed =
                 ConnectionString::parse(&text).map_err(|p| ConfigError::new(setting, p))?;
-            let account = match (account, parsed.account.clone()) {
+            let endpoint = match &endpoint_override {
+                Some(_) => None,
+                None => parsed
+                    .dfs_endpoint()
+                    .map_err(|p| ConfigError::new(setting, p))?
+                    .map(|url| (setting, url)),
+            };
+            let account = match (account, parsed.account_name()) {
                 (Some((name, given)), Some(inside)) if given != inside => {
                     return Err(ConfigError::new(
                         name,
@@ -182,7 +190,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
             let credential = parsed.credential.clone().ok_or_else(|| {
                 ConfigError::new(setting, "has neither AccountKey nor SharedAccessSignature")
             })?;
-            (setting, account, parsed.dfs_endpoint(), credential)
+            (setting, account, endpoint, credential)
         }
         None => {
             let Some((account_setting, account)) = account else {
@@ -231,12 +239,12 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         }
         Credential::EntraId => {}
     }
-    if let Some(text) = vars.get("STORAGE_DFS_ENDPOINT") {
-        endpoint = Some(text);
-    }
-    let endpoint = match endpoint {
-        Some(text) => {
-            normalise_endpoint(&text).map_err(|p| ConfigError::new("STORAGE_DFS_ENDPOINT", p))?
+    let endpoint = match endpoint_override
+        .map(|url| ("STORAGE_DFS_ENDPOINT", url))
+        .or(endpoint)
+    {
+        Some((setting, url)) => {
+            normalise_endpoint(&url).map_err(|p| ConfigError::new(setting, p))?
         }
         None => format!("https://{account}.dfs.core.windows.net/"),
     };
@@ -304,6 +312,10 @@ struct ConnectionString {
     dfs_endpoint: Option<String>,
 }
 
+/// The DFS endpoint of the development storage (Azurite) would be needed, but Azurite
+/// has none.
+const NO_DEVELOPMENT_STORAGE: &str = "UseDevelopmentStorage (Azurite) has no DFS endpoint: run `cargo run -p dfs-test-server` and set STORAGE_ACCOUNT_NAME=devstoreaccount1, its key and STORAGE_DFS_ENDPOINT=http://127.0.0.1:10004/devstoreaccount1";
+
 impl ConnectionString {
     /// `Key=Value;...`; keys in any case, values may contain `=` (base64, SAS). Keys
     /// for other services (`QueueEndpoint`, ...) are ignored.
@@ -327,6 +339,7 @@ impl ConnectionString {
                 "endpointsuffix" => parsed.suffix = Some(value),
                 "blobendpoint" => parsed.blob_endpoint = Some(value),
                 "dfsendpoint" => parsed.dfs_endpoint = Some(value),
+                "usedevelopmentstorage" => return Err(NO_DEVELOPMENT_STORAGE.into()),
                 _ => {}
             }
         }
@@ -345,39 +358,65 @@ impl ConnectionString {
 
     /// The DFS endpoint it implies: `DfsEndpoint`, else `BlobEndpoint` with its `.blob.`
     /// host label turned into `.dfs.`, else built from the account, protocol and suffix.
-    /// `None` leaves the default (public cloud, https).
-    fn dfs_endpoint(&self) -> Option<String> {
+    /// `None` leaves the default (public cloud, https). A `BlobEndpoint` that is not a
+    /// `*.blob.*` host (a custom domain, an emulator) says nothing about the DFS endpoint.
+    fn dfs_endpoint(&self) -> Result<Option<String>, String> {
         if let Some(dfs) = &self.dfs_endpoint {
-            return Some(dfs.clone());
+            return Ok(Some(dfs.clone()));
         }
         if let Some(blob) = &self.blob_endpoint {
-            return Some(blob.replacen(".blob.", ".dfs.", 1));
+            return match blob.contains(".blob.") {
+                true => Ok(Some(blob.replacen(".blob.", ".dfs.", 1))),
+                false => Err(format!(
+                    "its BlobEndpoint ({}) is not a *.blob.* host, so the DFS endpoint is unknown: add DfsEndpoint=... or set STORAGE_DFS_ENDPOINT",
+                    origin(blob)
+                )),
+            };
         }
         if self.protocol.is_none() && self.suffix.is_none() {
-            return None;
+            return Ok(None);
         }
-        let account = self.account.as_deref()?;
-        Some(format!(
+        let Some(account) = self.account.as_deref() else {
+            return Ok(None);
+        };
+        Ok(Some(format!(
             "{}://{account}.dfs.{}/",
             self.protocol.as_deref().unwrap_or("https"),
             self.suffix.as_deref().unwrap_or("core.windows.net"),
-        ))
+        )))
+    }
+
+    /// `AccountName`, else the first host label of the DFS or blob endpoint (the portal's
+    /// SAS connection strings carry only endpoints).
+    fn account_name(&self) -> Option<String> {
+        self.account.clone().or_else(|| {
+            let endpoint = self.dfs_endpoint.as_ref().or(self.blob_endpoint.as_ref())?;
+            let host = azure_core::Url::parse(endpoint)
+                .ok()?
+                .host_str()?
+                .to_owned();
+            let (label, _) = host.split_once('.')?;
+            Some(label.to_owned())
+        })
     }
 }
 
 /// An `http(s)://host[:port][/path]` URL without query or fragment, ending in `/`.
+/// Messages show only the URL's origin: a pasted SAS URL must not reach the logs.
 fn normalise_endpoint(text: &str) -> Result<String, String> {
     let text = text.trim();
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .ok_or_else(|| format!("{text:?} is not an http:// or https:// URL"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{text:?} has no host"));
-    }
-    if text.contains(['?', '#', ' ']) {
+    let url = azure_core::Url::parse(text)
+        .map_err(|e| format!("the endpoint ({}) is not a valid URL: {e}", origin(text)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
-            "{text:?} must be a plain URL (no query, fragment or spaces)"
+            "the endpoint ({}) is not an http:// or https:// URL with a host",
+            origin(text)
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "the endpoint ({}) must not have a query or fragment (a SAS token goes in STORAGE_SAS_TOKEN)",
+            origin(text)
         ));
     }
     if text.ends_with('/') {
@@ -385,6 +424,13 @@ fn normalise_endpoint(text: &str) -> Result<String, String> {
     } else {
         Ok(format!("{text}/"))
     }
+}
+
+/// `scheme://host[:port]` of a URL-like text, for messages.
+fn origin(text: &str) -> String {
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{host}")
 }
 
 /// Storage account names: 3-24 lower-case letters and digits.
@@ -474,6 +520,58 @@ mod tests {
             Credential::Sas(Secret::new("sv=2022-11-02&sig=x%3D"))
         );
         assert_eq!(s.endpoint, "https://lakeacct.dfs.core.windows.net/");
+
+        // The portal's SAS connection string has endpoints but no AccountName.
+        let cs = "BlobEndpoint=https://lakeacct.blob.core.windows.net/;QueueEndpoint=https://lakeacct.queue.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=x%3D";
+        let s = adls(&[("STORAGE_CONNECTION_STRING", cs)]);
+        assert_eq!(s.account, "lakeacct");
+        assert_eq!(s.endpoint, "https://lakeacct.dfs.core.windows.net/");
+    }
+
+    #[test]
+    fn connection_strings_that_cannot_reach_a_dfs_endpoint_are_refused() {
+        let azurite = "UseDevelopmentStorage=true";
+        let error = settings(&[("STORAGE_CONNECTION_STRING", azurite)]).expect_err("refused");
+        assert_eq!(error.setting, "STORAGE_CONNECTION_STRING");
+        assert!(error.problem.contains("no DFS endpoint"), "{error}");
+
+        let custom = format!("AccountName=lakeacct;AccountKey={KEY};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(
+            error_setting(&[("STORAGE_CONNECTION_STRING", &custom)]),
+            "STORAGE_CONNECTION_STRING"
+        );
+        // ... unless the DFS endpoint is given.
+        let s = adls(&[
+            ("STORAGE_CONNECTION_STRING", &custom),
+            (
+                "STORAGE_DFS_ENDPOINT",
+                "http://127.0.0.1:10004/devstoreaccount1",
+            ),
+        ]);
+        assert_eq!(s.endpoint, "http://127.0.0.1:10004/devstoreaccount1/");
+    }
+
+    #[test]
+    fn endpoint_errors_never_echo_a_query() {
+        let error = settings(&[
+            ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+            ("STORAGE_AUTH", "identity"),
+            (
+                "STORAGE_DFS_ENDPOINT",
+                "https://lakeacct.dfs.core.windows.net/?sv=1&sig=SECRET",
+            ),
+        ])
+        .expect_err("refused");
+        assert_eq!(error.setting, "STORAGE_DFS_ENDPOINT");
+        assert!(!error.to_string().contains("SECRET"), "{error}");
+        assert_eq!(
+            error_setting(&[
+                ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+                ("STORAGE_AUTH", "identity"),
+                ("STORAGE_DFS_ENDPOINT", "https://h:99999/"),
+            ]),
+            "STORAGE_DFS_ENDPOINT"
+        );
     }
 
     #[test]

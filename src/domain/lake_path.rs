@@ -212,14 +212,17 @@ impl LakePath {
 
 impl fmt::Display for LakePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, segment) in self.segments.iter().enumerate() {
-            if index > 0 {
-                f.write_str("/")?;
-            }
-            f.write_str(segment.as_str())?;
-        }
-        Ok(())
+        f.write_str(&join(&self.segments))
     }
+}
+
+/// Segments as a `/`-separated path (empty for none): how storage names a folder.
+pub fn join(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(Segment::as_str)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use azure_core::{
     Context, HttpClient, Policy, PolicyResult, Request, RetryOptions, TransportOptions,
 };
+use azure_identity::{DefaultAzureCredentialBuilder, TokenCredentialOptions};
 use azure_storage::headers::RENAME_SOURCE;
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_datalake::clients::{DataLakeClientBuilder, FileSystemClient};
@@ -27,10 +28,25 @@ pub enum ClientError {
     Credential(azure_core::Error),
 }
 
+/// The process's one HTTP client: pooled, with timeouts (the library's default has
+/// neither). Token requests for Entra ID go through it too.
+pub fn http_client(settings: &AdlsSettings) -> Result<reqwest::Client, ClientError> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(settings.request_timeout)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(settings.write_concurrency)
+        .tcp_nodelay(true)
+        .build()?)
+}
+
 /// The credentials the settings name. Entra ID uses `azure_identity`'s default chain:
 /// environment (client secret, workload identity), the App Service / Functions managed
 /// identity (`IDENTITY_ENDPOINT`), the VM managed identity, then the Azure CLI.
-pub fn credentials(settings: &AdlsSettings) -> Result<StorageCredentials, ClientError> {
+pub fn credentials(
+    settings: &AdlsSettings,
+    http: &reqwest::Client,
+) -> Result<StorageCredentials, ClientError> {
     Ok(match &settings.credential {
         Credential::AccountKey(key) => {
             StorageCredentials::access_key(settings.account.clone(), key.expose().to_owned())
@@ -38,26 +54,24 @@ pub fn credentials(settings: &AdlsSettings) -> Result<StorageCredentials, Client
         Credential::Sas(token) => {
             StorageCredentials::sas_token(token.expose()).map_err(ClientError::Credential)?
         }
-        Credential::EntraId => StorageCredentials::token_credential(
-            azure_identity::create_credential().map_err(ClientError::Credential)?,
-        ),
+        Credential::EntraId => {
+            let http: Arc<dyn HttpClient> = Arc::new(http.clone());
+            let chain = DefaultAzureCredentialBuilder::default()
+                .with_options(TokenCredentialOptions::from(http))
+                .build()
+                .map_err(ClientError::Credential)?;
+            StorageCredentials::token_credential(Arc::new(chain))
+        }
     })
 }
 
-/// A client for one filesystem (container) of the account.
+/// A client for one filesystem (container) of the account, without the library's retries.
 pub fn filesystem_client(
     settings: &AdlsSettings,
     credentials: StorageCredentials,
+    http: reqwest::Client,
     filesystem: &str,
-) -> Result<FileSystemClient, ClientError> {
-    // The library's default client neither pools connections nor times out.
-    let http = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(settings.request_timeout)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(settings.write_concurrency)
-        .tcp_nodelay(true)
-        .build()?;
+) -> FileSystemClient {
     let location = CloudLocation::Custom {
         account: settings.account.clone(),
         uri: settings.endpoint.clone(),
@@ -69,11 +83,11 @@ pub fn filesystem_client(
             _ => None,
         },
     };
-    Ok(DataLakeClientBuilder::with_location(location, credentials)
+    DataLakeClientBuilder::with_location(location, credentials)
         .transport(TransportOptions::new_custom_policy(Arc::new(transport)))
         .retry(RetryOptions::none())
         .build()
-        .file_system_client(filesystem))
+        .file_system_client(filesystem)
 }
 
 /// The last step of the client's pipeline: sends each request over the pooled client and,

@@ -26,12 +26,13 @@ use azure_storage_datalake::clients::{FileClient, FileSystemClient};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 pub use self::client::ClientError;
-use self::retry::{is_transient, status_and_code, Backoff};
+use self::retry::{is_transient, status_and_code, with_causes, Backoff};
 use super::{LakeFile, Sink, SinkError, Stored};
 use crate::configuration::{AdlsSettings, Credential};
-use crate::domain::Segment;
+use crate::domain::{lake_path, Segment};
 
 /// The hidden folder for files being written, inside the configured directory.
 const TEMP_FOLDER: &str = "_tmp";
@@ -83,8 +84,15 @@ impl AdlsSink {
         filesystem: &str,
         directory: &[Segment],
     ) -> Result<AdlsSink, ClientError> {
-        let credentials = client::credentials(settings)?;
-        AdlsSink::with_credentials(settings, credentials, filesystem, directory)
+        let http = client::http_client(settings)?;
+        let credentials = client::credentials(settings, &http)?;
+        Ok(AdlsSink::build(
+            settings,
+            credentials,
+            http,
+            filesystem,
+            directory,
+        ))
     }
 
     /// As [`AdlsSink::new`], with credentials made elsewhere (tests use fixed tokens).
@@ -94,14 +102,30 @@ impl AdlsSink {
         filesystem: &str,
         directory: &[Segment],
     ) -> Result<AdlsSink, ClientError> {
-        let client = client::filesystem_client(settings, credentials, filesystem)?;
-        let temp_folder = directory
-            .iter()
-            .map(Segment::as_str)
-            .chain([TEMP_FOLDER])
-            .collect::<Vec<_>>()
-            .join("/");
-        Ok(AdlsSink {
+        let http = client::http_client(settings)?;
+        Ok(AdlsSink::build(
+            settings,
+            credentials,
+            http,
+            filesystem,
+            directory,
+        ))
+    }
+
+    fn build(
+        settings: &AdlsSettings,
+        credentials: azure_storage::StorageCredentials,
+        http: reqwest::Client,
+        filesystem: &str,
+        directory: &[Segment],
+    ) -> AdlsSink {
+        let client = client::filesystem_client(settings, credentials, http, filesystem);
+        let mut temp_folder = lake_path::join(directory);
+        if !temp_folder.is_empty() {
+            temp_folder.push('/');
+        }
+        temp_folder.push_str(TEMP_FOLDER);
+        AdlsSink {
             inner: Arc::new(Inner {
                 filesystem: client,
                 filesystem_name: filesystem.to_owned(),
@@ -110,7 +134,7 @@ impl AdlsSink {
                 permits: Semaphore::new(settings.write_concurrency),
                 known_folders: Mutex::new(HashSet::new()),
             }),
-        })
+        }
     }
 
     /// Checks once, in the background, that the filesystem is reachable (creating it if
@@ -140,13 +164,19 @@ impl AdlsSink {
 
 #[async_trait]
 impl Sink for AdlsSink {
+    /// Writes the files at once (up to the process-wide concurrency), all within one
+    /// deadline: the retry budget plus two request timeouts, so that a request always
+    /// gets its 503 before the Functions host's 230 s limit, however many files it holds.
     async fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>> {
         let inner = &self.inner;
-        futures_util::future::join_all(files.into_iter().map(|file| async move {
-            // The semaphore is never closed, so a permit always comes.
-            let _permit = inner.permits.acquire().await;
-            inner.store(file).await
-        }))
+        let started = Instant::now();
+        let retry_until = started + inner.settings.retry_budget;
+        let deadline = retry_until + 2 * inner.settings.request_timeout;
+        futures_util::future::join_all(
+            files
+                .into_iter()
+                .map(|file| inner.store(file, retry_until, deadline)),
+        )
         .await
     }
 
@@ -162,47 +192,53 @@ impl Sink for AdlsSink {
 }
 
 impl Inner {
-    /// Stores one file, retrying transient failures within the retry budget. An attempt
-    /// started just before the budget ends may still take a request timeout or so; past
-    /// that the file is given up on, so a request never outlives the Functions HTTP limit.
-    async fn store(&self, file: LakeFile) -> Result<Stored, SinkError> {
+    /// Stores one file: retries transient failures until `retry_until`, and gives up at
+    /// `deadline` whatever it is doing (waiting for a permit, or an attempt started just
+    /// before the retries ended). Giving up mid-attempt is safe: the final path only ever
+    /// receives a complete file.
+    async fn store(
+        &self,
+        file: LakeFile,
+        retry_until: Instant,
+        deadline: Instant,
+    ) -> Result<Stored, SinkError> {
         let path = file.path.to_string();
-        let limit = self.settings.retry_budget + 2 * self.settings.request_timeout;
-        match tokio::time::timeout(limit, self.store_with_retries(file)).await {
+        let retries = self.store_with_retries(file, retry_until);
+        match tokio::time::timeout_at(deadline, retries).await {
             Ok(outcome) => outcome,
             Err(_) => Err(SinkError::Storage {
                 operation: "storing",
                 path,
-                detail: format!(
-                    "gave up after {} s (STORAGE_RETRY_BUDGET_SECS plus request timeouts)",
-                    limit.as_secs()
-                ),
+                detail: "gave up at the request deadline (STORAGE_RETRY_BUDGET_SECS plus two STORAGE_REQUEST_TIMEOUT_SECS)".into(),
             }),
         }
     }
 
-    async fn store_with_retries(&self, file: LakeFile) -> Result<Stored, SinkError> {
+    async fn store_with_retries(
+        &self,
+        file: LakeFile,
+        retry_until: Instant,
+    ) -> Result<Stored, SinkError> {
         let path = file.path.to_string();
-        let folder = file
-            .path
-            .parent_segments()
-            .iter()
-            .map(Segment::as_str)
-            .collect::<Vec<_>>()
-            .join("/");
+        let folder = lake_path::join(file.path.parent_segments());
         let name = file.path.file_name().as_str();
         let contents = Bytes::from(file.contents);
-        let mut backoff = Backoff::new(self.settings.retry_budget);
+        let mut backoff = Backoff::until(retry_until);
         loop {
-            let failure = match self.attempt(&path, &folder, name, &contents).await {
+            let outcome = {
+                // Held for one attempt, not across the waits between attempts. The
+                // semaphore is never closed, so a permit always comes.
+                let _permit = self.permits.acquire().await;
+                self.attempt(&path, &folder, name, &contents).await
+            };
+            let failure = match outcome {
                 Ok(stored) => return Ok(stored),
                 Err(failure) => failure,
             };
             let retry = if failure.code() == Some("FilesystemNotFound")
                 && self.settings.create_filesystem
             {
-                self.create_filesystem().await;
-                true
+                self.create_filesystem().await
             } else {
                 // A temporary file gone before its rename (a cleanup rule, say) is
                 // written again by a fresh attempt.
@@ -222,7 +258,8 @@ impl Inner {
     }
 
     /// One attempt: make sure the folder exists, write the file complete under a fresh
-    /// temporary name, rename it into place.
+    /// temporary name, rename it into place. The temporary file is deleted unless it
+    /// became the final file.
     async fn attempt(
         &self,
         path: &str,
@@ -236,21 +273,24 @@ impl Inner {
             self.temp_folder,
             random_suffix()
         ));
-        if let Err(failure) = write_complete(&temp, contents).await {
-            discard(temp);
-            return Err(failure);
+        let outcome = match write_complete(&temp, contents).await {
+            Ok(()) => self.publish(&temp, path, folder, contents.len()).await,
+            Err(failure) => Err(failure),
+        };
+        if !matches!(outcome, Ok(Published::Renamed)) {
+            discard(&temp).await;
         }
-        self.publish(temp, path, folder, contents.len()).await
+        outcome.map(Published::stored)
     }
 
     /// Renames the complete temporary file onto `path` unless something is there.
     async fn publish(
         &self,
-        temp: FileClient,
+        temp: &FileClient,
         path: &str,
         folder: &str,
         length: usize,
-    ) -> Result<Stored, Failure> {
+    ) -> Result<Published, Failure> {
         let mut renamed = temp.rename_if_not_exists(path).await;
         if let Err(error) = &renamed {
             if status_and_code(error) == Some((404, Some("RenameDestinationParentPathNotFound"))) {
@@ -261,21 +301,20 @@ impl Inner {
             }
         }
         let error = match renamed {
-            Ok(()) => return Ok(Stored::Written),
+            Ok(()) => return Ok(Published::Renamed),
             Err(error) => error,
         };
         if status_and_code(&error) == Some((409, Some("PathAlreadyExists"))) {
-            discard(temp);
-            return Ok(Stored::AlreadyPresent);
+            return Ok(Published::AlreadyThere);
         }
-        // No clear answer: the rename may have happened and only its answer been lost.
+        // Any other failure (a timeout, a reset connection, a 5xx, even an unexpected
+        // 4xx): the rename may have happened and only its answer been lost.
         let final_file = self.filesystem.get_file_client(path);
         if let Ok(properties) = final_file.get_properties().await {
             if properties.content_length == i64::try_from(length).ok() {
-                return Ok(Stored::Written);
+                return Ok(Published::FoundInPlace);
             }
         }
-        discard(temp);
         Err(Failure::of("renaming into place")(error))
     }
 
@@ -314,16 +353,21 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn create_filesystem(&self) {
+    /// Creates the filesystem; `true` when it exists now.
+    async fn create_filesystem(&self) -> bool {
         match self.filesystem.create().await {
             Ok(_) => {
-                tracing::info!(filesystem = %self.filesystem_name, "created the ADLS filesystem (STORAGE_CREATE_FILESYSTEM)")
+                tracing::info!(filesystem = %self.filesystem_name, "created the ADLS filesystem (STORAGE_CREATE_FILESYSTEM)");
+                true
             }
-            Err(error) if status_and_code(&error).map(|(status, _)| status) == Some(409) => {}
-            Err(error) => tracing::error!(
-                cause = %self.describe_failure(&Failure::of("creating filesystem")(error)),
-                "cannot create the ADLS filesystem"
-            ),
+            Err(error) if status_and_code(&error).map(|(status, _)| status) == Some(409) => true,
+            Err(error) => {
+                tracing::error!(
+                    cause = %self.describe_failure(&Failure::of("creating filesystem")(error)),
+                    "cannot create the ADLS filesystem"
+                );
+                false
+            }
         }
     }
 
@@ -336,8 +380,8 @@ impl Inner {
                     "no answer from the storage endpoint (connection failed or timed out)".into()
                 }
                 azure_core::error::ErrorKind::Credential => format!(
-                    "could not get a Microsoft Entra ID token: {}",
-                    failure.error
+                    "could not get a Microsoft Entra ID token ({}); on Azure, turn on the Function App's system-assigned identity",
+                    with_causes(&failure.error)
                 ),
                 other => format!("{other}"),
             };
@@ -348,11 +392,12 @@ impl Inner {
                 "filesystem {:?} does not exist in account {}: create it, or set STORAGE_CREATE_FILESYSTEM=true",
                 self.filesystem_name, self.settings.account
             ),
+            (403, "KeyBasedAuthenticationNotPermitted") => "the account has shared key access turned off: use STORAGE_AUTH=identity (Microsoft Entra ID) instead of a key or key-signed SAS".into(),
             (403, "AuthorizationPermissionMismatch" | "AuthorizationFailure") => {
                 match self.settings.credential {
                     Credential::EntraId => "the identity may not write here: give it the \"Storage Blob Data Contributor\" role on the storage account or container".into(),
                     Credential::Sas(_) => "the SAS token lacks permissions: it needs read, add, create, write, delete and list (sp=racwdl) on the blob service".into(),
-                    Credential::AccountKey(_) => "the account refuses key access here (network rules or shared key access disabled)".into(),
+                    Credential::AccountKey(_) => "the account refuses this request (its network rules, or a firewall in front of it)".into(),
                 }
             }
             (401 | 403, _) => match self.settings.credential {
@@ -385,13 +430,31 @@ async fn write_complete(file: &FileClient, contents: &Bytes) -> Result<(), Failu
     Ok(())
 }
 
-/// Deletes a temporary file in the background, best effort: a leftover lives in the
-/// hidden `_tmp` folder, which lake readers skip.
-fn discard(file: FileClient) {
-    tokio::spawn(async move {
-        // `delete().await` recurses until the stack overflows in this client version.
-        let _ = file.delete().into_stream().next().await;
-    });
+/// How a complete temporary file ended up.
+enum Published {
+    /// Renamed onto its final path by this attempt.
+    Renamed,
+    /// The final path was taken: the same event was stored before.
+    AlreadyThere,
+    /// The rename's answer was lost, but the final file is there, complete.
+    FoundInPlace,
+}
+
+impl Published {
+    fn stored(self) -> Stored {
+        match self {
+            Published::Renamed | Published::FoundInPlace => Stored::Written,
+            Published::AlreadyThere => Stored::AlreadyPresent,
+        }
+    }
+}
+
+/// Deletes a temporary file, best effort (a 404 included: it may never have been
+/// created). A leftover lives in the hidden `_tmp` folder, which lake readers skip.
+/// Awaited within the attempt, so deletes count against the concurrency limit too.
+async fn discard(file: &FileClient) {
+    // `delete().await` recurses until the stack overflows in this client version.
+    let _ = file.delete().into_stream().next().await;
 }
 
 /// 128 random bits in hex: temporary names never collide, across attempts, processes

@@ -5,7 +5,9 @@
 //! time the caller has left. Retrying whole attempts here (fresh temporary name each time)
 //! keeps every retry safe and the total bounded by one budget.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use azure_core::error::ErrorKind;
 
@@ -20,11 +22,36 @@ pub(super) fn is_transient(error: &azure_core::Error) -> bool {
         }
         // Connection refused or reset, timeouts, a body cut short.
         ErrorKind::Io => true,
-        // A token endpoint that did not answer (managed identity endpoints do hiccup);
-        // a credential that is really wrong fails every attempt and exhausts the budget.
-        ErrorKind::Credential => true,
+        // No token: transient only when the token endpoint could not be reached or was
+        // busy. A missing identity, a wrong secret or a CLI nobody logged into fails the
+        // same way every time: fail fast, with the reason in the log.
+        ErrorKind::Credential => causes(error).any(|cause| {
+            cause
+                .downcast_ref::<azure_core::Error>()
+                .is_some_and(|inner| {
+                    !matches!(inner.kind(), ErrorKind::Credential) && is_transient(inner)
+                })
+        }),
         _ => false,
     }
+}
+
+/// The error's causes, outermost first, without the error itself.
+fn causes<'e>(
+    error: &'e azure_core::Error,
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    std::iter::successors(std::error::Error::source(error), |cause| cause.source())
+}
+
+/// The error and its causes on one line. Only for errors that hold no request URL (token
+/// acquisition): a storage request's URL can carry a SAS signature.
+pub(super) fn with_causes(error: &azure_core::Error) -> String {
+    let mut text = error.to_string();
+    for cause in causes(error) {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+    }
+    text
 }
 
 /// The HTTP status and storage error code of a failed request, if it got an answer.
@@ -45,9 +72,10 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    pub(super) fn new(budget: Duration) -> Backoff {
+    /// Retries end at `deadline`.
+    pub(super) fn until(deadline: Instant) -> Backoff {
         Backoff {
-            deadline: Instant::now() + budget,
+            deadline,
             ceiling: FIRST_DELAY,
         }
     }
@@ -100,6 +128,31 @@ mod tests {
             ErrorKind::Io,
             "reset"
         )));
+        // No token because the identity endpoint could not be reached.
+        let unreachable = azure_core::Error::full(
+            ErrorKind::Credential,
+            azure_core::Error::new(ErrorKind::Io, "connection refused"),
+            "failed to get bearer token",
+        );
+        assert!(is_transient(&unreachable));
+    }
+
+    #[test]
+    fn a_credential_that_cannot_work_fails_fast_and_says_why() {
+        let no_identity = azure_core::Error::full(
+            ErrorKind::Credential,
+            azure_core::Error::message(
+                ErrorKind::Credential,
+                "the requested identity has not been assigned to this resource",
+            ),
+            "failed to get bearer token",
+        );
+        assert!(!is_transient(&no_identity));
+        let text = with_causes(&no_identity);
+        assert!(
+            text.contains("failed to get bearer token") && text.contains("has not been assigned"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -131,14 +184,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_respects_the_budget() {
-        let mut backoff = Backoff::new(Duration::from_secs(60));
+        let mut backoff = Backoff::until(Instant::now() + Duration::from_secs(60));
         let delays: Vec<Duration> = (0..8).filter_map(|_| backoff.next_delay()).collect();
         assert_eq!(delays.len(), 8);
         for (n, delay) in delays.iter().enumerate() {
             let ceiling = (FIRST_DELAY * 2u32.pow(n as u32)).min(MAX_DELAY);
             assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{n}: {delay:?}");
         }
-        let mut short = Backoff::new(Duration::from_millis(10));
+        let mut short = Backoff::until(Instant::now() + Duration::from_millis(10));
         assert_eq!(
             short.next_delay(),
             None,
