@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SAMPLE: &str = include_str!("../samples/insert.json");
-const SAMPLE_TOKEN: &str =
-    "82655DE2C0000000012B022C0100296E5A10046B3F8A2C91D44E0FA7C25B9E13D08F4146645F69640064573A1390F29313CAABCD42E80004";
 
 struct Handler {
     child: Child,
@@ -140,13 +138,25 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A distinct, realistic insert event (a ~2 KB `sample_mflix.movies` document).
+/// A distinct, realistic insert event (a ~2 KB `sample_mflix.movies` document) with its
+/// own resume token, `_id` and cluster time (a new second every 1,000 events).
 fn event(serial: usize) -> String {
     let time = 1_700_000_000 + serial / 1000;
-    SAMPLE
-        .replace(SAMPLE_TOKEN, &format!("82{serial:016X}"))
-        .replace("\"t\": 1700650112", &format!("\"t\": {time}"))
-        .replace("573a1390f29313caabcd42e8", &format!("{serial:024x}"))
+    let event = SAMPLE
+        .replace(sample_part("\"_data\": \""), &format!("82{serial:016X}"))
+        .replace(sample_part("\"t\": "), &time.to_string())
+        .replace(sample_part("\"$oid\": \""), &format!("{serial:024x}"));
+    assert!(
+        event.contains(&format!("82{serial:016X}")) && event.contains(&format!("{serial:024x}"))
+    );
+    event
+}
+
+/// The sample's value after `key` (up to the next quote or comma).
+fn sample_part(key: &str) -> &'static str {
+    let start = SAMPLE.find(key).expect("key in the sample") + key.len();
+    let len = SAMPLE[start..].find(['"', ',']).expect("end of the value");
+    &SAMPLE[start..start + len]
 }
 
 struct Run {

@@ -195,16 +195,23 @@ impl Inner {
             }
         };
         let name = file.path.file_name().as_str();
-        // Redeliveries take this path: no write at all.
-        match folder.contains(name) {
-            Ok(true) => {
-                return Progress::Present {
-                    folder: folder.path().to_path_buf(),
-                    path: file.path,
+        // With unnamed staging, `linkat` itself tells a redelivery (EEXIST): a lookup first
+        // would cost every new file a search of a folder holding an hour of changes, to
+        // spare the rare redelivery one write. Named staging may end in a rename, which
+        // cannot tell, so it looks first.
+        if self.staging == Staging::Named {
+            match folder.contains(name) {
+                Ok(true) => {
+                    return Progress::Present {
+                        folder: folder.path().to_path_buf(),
+                        path: file.path,
+                    }
+                }
+                Ok(false) => {}
+                Err(source) => {
+                    return Progress::Done(Err(io_error("checking", &file.path, source)))
                 }
             }
-            Ok(false) => {}
-            Err(source) => return Progress::Done(Err(io_error("checking", &file.path, source))),
         }
         let flush_each = matches!(self.durability, Some(Durability::PerFile));
         match folder.stage(&file.contents, &self.temp_names, self.staging, flush_each) {
