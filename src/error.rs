@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
+use crate::signature::SignatureError;
 use crate::sink::SinkError;
 
 /// Seconds a caller should wait before retrying after a storage failure.
@@ -28,6 +29,9 @@ pub enum IngestError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     BadEnvelope(String),
+    /// `INGEST_HMAC_SECRET` is set and the request's signature is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(SignatureError),
     #[error("could not store {failed} of {records} records: {first}")]
     Storage {
         failed: usize,
@@ -49,6 +53,7 @@ impl IngestError {
             | IngestError::InvalidEvent { .. }
             | IngestError::BadEnvelope(_)
             | IngestError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,6 +72,7 @@ impl IngestError {
             IngestError::UnreadableBody(_) => "unreadable_body",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::BadEnvelope(_) => "bad_envelope",
+            IngestError::Unauthorized(_) => "invalid_signature",
             IngestError::Storage { .. } => "storage_unavailable",
             IngestError::NotFound(_) => "not_found",
             IngestError::MethodNotAllowed(_) => "method_not_allowed",
@@ -141,6 +147,17 @@ mod tests {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(reply.retry_after, Some(RETRY_AFTER_SECS));
         assert_eq!(reply.body["error"], "storage_unavailable");
+    }
+
+    #[test]
+    fn signature_failures_are_401_and_not_retryable() {
+        let reply = Reply::from(&IngestError::Unauthorized(SignatureError::Missing));
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.retry_after, None);
+        assert_eq!(
+            reply.body,
+            json!({"error": "invalid_signature", "detail": "the X-Ingest-Signature header is missing"})
+        );
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! Layout: `configuration` reads settings, `telemetry` sets up logs, `startup` builds and
 //! runs the server, `routes` speaks the Azure Functions custom-handler protocol,
 //! `ingest` turns a body into stored records, `domain` holds the parsed types, and
-//! `sink` is where records are stored. `error` maps failures to HTTP answers.
+//! `sink` is where records are stored. `signature` checks signed requests; `error` maps
+//! failures to HTTP answers.
 
 pub mod configuration;
 pub mod domain;
 pub mod error;
 pub mod ingest;
 pub mod routes;
+pub mod signature;
 pub mod sink;
 pub mod startup;
 pub mod telemetry;

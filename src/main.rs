@@ -27,6 +27,9 @@ async fn run() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    if settings.signing.is_none() {
+        tracing::warn!("INGEST_HMAC_SECRET is not set: unsigned requests are accepted (only the Azure function key guards the endpoint)");
+    }
 
     let app = match Application::build(&settings).await {
         Ok(app) => app,

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::configuration::{Settings, StorageSettings};
 use crate::ingest::Ingestor;
 use crate::routes::{router, AppState};
+use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,9 @@ impl Application {
                 ingestor: Arc::new(ingestor),
                 tracker: TaskTracker::new(),
                 max_body_bytes: settings.max_body_bytes,
+                verifier: settings.signing.as_ref().map(|signing| {
+                    Arc::new(Verifier::new(&signing.secret, signing.tolerance_secs))
+                }),
             },
         })
     }

@@ -10,11 +10,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use bson::{Bson, Document};
 use serde_json::Value;
-use support::{insert_event, TestServer};
+use support::{corpus_dir, insert_event, TestServer};
 
 struct Case {
     name: String,
@@ -23,18 +21,6 @@ struct Case {
     relaxed_extjson: Option<String>,
     degenerate_extjson: Option<String>,
     lossy: bool,
-}
-
-fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("BSON_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bson-corpus"));
-    assert!(
-        dir.join("double.json").is_file(),
-        "the BSON corpus is missing at {} (set BSON_CORPUS_DIR); these tests do not skip",
-        dir.display()
-    );
-    dir
 }
 
 fn corpus_files() -> Vec<(String, Value)> {

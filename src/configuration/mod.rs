@@ -9,8 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::domain::{Encoding, PathLayout, Segment, DEFAULT_TEMPLATE};
 
+mod signing;
 mod storage;
 
+pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -53,6 +55,8 @@ pub struct Settings {
     pub encoding: Encoding,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Request signatures (`INGEST_HMAC_SECRET`); `None` accepts unsigned requests.
+    pub signing: Option<SigningSettings>,
 }
 
 impl Settings {
@@ -83,6 +87,7 @@ impl Settings {
         };
 
         let storage = storage::from_vars(&vars)?;
+        let signing = signing::from_vars(&vars)?;
 
         let (container_setting, container) = vars
             .aliased("STORAGE_CONTAINER", "storage_container")?
@@ -168,6 +173,7 @@ impl Settings {
             encoding,
             max_body_bytes,
             log_format,
+            signing,
         })
     }
 }

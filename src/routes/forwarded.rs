@@ -3,25 +3,45 @@
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 
 use super::{finish, read_body, AppState};
-use crate::error::Reply;
-use crate::ingest::BodyFormat;
+use crate::error::{IngestError, Reply};
+use crate::ingest::{BodyFormat, Summary};
+use crate::signature::{self, SignatureError};
 
 pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> Reply {
     let started = Instant::now();
-    // The media type first: an unsupported body is refused without reading it.
+    let outcome = handle(&state, request).await;
+    finish("forwarded", started, &outcome)
+}
+
+async fn handle(state: &AppState, request: Request) -> Result<Summary, IngestError> {
+    // The signature header first, then the media type: a request refused for either is
+    // refused without reading its body.
+    let signature = state.expect_signature(signature_header(request.headers()))?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
-    let outcome = match BodyFormat::from_content_type(content_type) {
-        Ok(format) => match read_body(request, state.max_body_bytes).await {
-            Ok(body) => state.ingest(body, format).await,
-            Err(error) => Err(error),
-        },
-        Err(error) => Err(error),
-    };
-    finish("forwarded", started, &outcome)
+    let format = BodyFormat::from_content_type(content_type)?;
+    let body = read_body(request, state.max_body_bytes).await?;
+    if let Some(signature) = signature {
+        signature.verify(&body).await?;
+    }
+    state.ingest(body, format).await
+}
+
+/// Every `X-Ingest-Signature` line, joined by `,` (HTTP allows a list either way).
+fn signature_header(headers: &HeaderMap) -> Result<Option<String>, SignatureError> {
+    let values = headers
+        .get_all(signature::HEADER)
+        .iter()
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| SignatureError::Malformed("the header is not visible ASCII"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((!values.is_empty()).then(|| values.join(",")))
 }

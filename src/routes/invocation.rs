@@ -2,6 +2,7 @@
 //! (`{"Data":{"req":{...,"Headers":{..},"Body":"<original body>"}},"Metadata":{..}}`) and
 //! expects `{"Outputs":{"res":{statusCode, body, headers}},"Logs":[..],"ReturnValue":null}`
 //! back. The host always gets 200; the caller's status is `Outputs.res.statusCode`.
+//! A signature is checked over `Body` as sent, the text the caller signed.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -14,7 +15,8 @@ use serde_json::{json, Value};
 
 use super::{finish, read_body, AppState};
 use crate::error::{IngestError, Reply};
-use crate::ingest::{BodyFormat, INLINE_PARSE_LIMIT};
+use crate::ingest::{BodyFormat, Summary, INLINE_PARSE_LIMIT};
+use crate::signature;
 
 /// Room for the envelope around a body of the maximum size (JSON string escaping).
 const ENVELOPE_OVERHEAD: usize = 1024 * 1024;
@@ -49,15 +51,27 @@ enum HeaderValues {
 
 impl HttpRequestData {
     fn header(&self, name: &str) -> Option<&str> {
-        let values = self
-            .headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, values)| values)?;
-        match values {
+        match self.values(name)? {
             HeaderValues::Many(list) => list.first().map(String::as_str),
             HeaderValues::One(value) => Some(value),
         }
+    }
+
+    /// Every value of a header, joined by `,`.
+    fn header_values(&self, name: &str) -> Option<String> {
+        match self.values(name)? {
+            HeaderValues::Many(list) if list.is_empty() => None,
+            HeaderValues::Many(list) => Some(list.join(",")),
+            HeaderValues::One(value) => Some(value.clone()),
+        }
+    }
+
+    /// A header's values; header names are case-insensitive.
+    fn values(&self, name: &str) -> Option<&HeaderValues> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, values)| values)
     }
 
     /// The original body: a JSON string holding it, or (some hosts) the parsed JSON.
@@ -81,10 +95,7 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
         Err(error) => Err(error),
     };
     let outcome = match envelope_request {
-        Ok(req) => match BodyFormat::from_content_type(req.header("Content-Type")) {
-            Ok(format) => state.ingest(req.into_body(), format).await,
-            Err(error) => Err(error),
-        },
+        Ok(req) => handle(&state, req).await,
         Err(error) => Err(error),
     };
     let log_line = match &outcome {
@@ -98,6 +109,18 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
         Err(error) => format!("ingest refused: {}", error.code()),
     };
     Json(envelope(finish("payload", started, &outcome), log_line))
+}
+
+/// The caller's request inside the envelope: its signature (from `Data.req.Headers`), its
+/// media type, then its body, checked against the signature before anything parses it.
+async fn handle(state: &AppState, req: HttpRequestData) -> Result<Summary, IngestError> {
+    let signature = state.expect_signature(Ok(req.header_values(signature::HEADER)))?;
+    let format = BodyFormat::from_content_type(req.header("Content-Type"))?;
+    let body = req.into_body();
+    if let Some(signature) = signature {
+        signature.verify(&body).await?;
+    }
+    state.ingest(body, format).await
 }
 
 /// Reads the invocation; large ones on the blocking pool, so a 100 MiB envelope does not

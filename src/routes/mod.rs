@@ -6,6 +6,8 @@
 //!   and expects the answer inside `Outputs.res`.
 //!
 //! Both hand the body to the same [`AppState::ingest`]; the storage behind it is unknown here.
+//! With `INGEST_HMAC_SECRET` set, both check the request's signature first (the header
+//! before the body is read, then the body before it is parsed).
 
 mod forwarded;
 mod invocation;
@@ -22,7 +24,8 @@ use axum::Router;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{IngestError, Reply};
-use crate::ingest::{BodyFormat, Ingestor, Summary};
+use crate::ingest::{BodyFormat, Ingestor, Summary, INLINE_PARSE_LIMIT};
+use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -32,6 +35,8 @@ pub struct AppState {
     /// shutdown waits for it.
     pub tracker: TaskTracker,
     pub max_body_bytes: usize,
+    /// Checks request signatures; `None` when `INGEST_HMAC_SECRET` is unset.
+    pub verifier: Option<Arc<Verifier>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +64,49 @@ impl AppState {
             .spawn(async move { ingestor.ingest(body, format).await })
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
+    }
+}
+
+/// A signature header accepted for its form and freshness; the body must still match it.
+struct ExpectedSignature {
+    verifier: Arc<Verifier>,
+    header: SignatureHeader,
+}
+
+impl AppState {
+    /// With signing on, checks the `X-Ingest-Signature` header (every value, joined by
+    /// `,`; an error if it could not be read) before the body is read, and returns what
+    /// the body must then match. With signing off the header is ignored.
+    fn expect_signature(
+        &self,
+        header: Result<Option<String>, SignatureError>,
+    ) -> Result<Option<ExpectedSignature>, IngestError> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(None);
+        };
+        let header = header
+            .and_then(|header| verifier.check_header(header.as_deref()))
+            .map_err(IngestError::Unauthorized)?;
+        Ok(Some(ExpectedSignature {
+            verifier: Arc::clone(verifier),
+            header,
+        }))
+    }
+}
+
+impl ExpectedSignature {
+    /// Over the exact bytes the sender signed, before anything parses them. Large bodies
+    /// are hashed on the blocking pool, where large bodies are parsed too.
+    async fn verify(self, body: &Bytes) -> Result<(), IngestError> {
+        let outcome = if body.len() <= INLINE_PARSE_LIMIT {
+            self.verifier.verify_body(&self.header, body)
+        } else {
+            let body = body.clone();
+            tokio::task::spawn_blocking(move || self.verifier.verify_body(&self.header, &body))
+                .await
+                .map_err(|error| IngestError::Internal(format!("signature task failed: {error}")))?
+        };
+        outcome.map_err(IngestError::Unauthorized)
     }
 }
 

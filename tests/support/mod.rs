@@ -89,7 +89,17 @@ impl TestServer {
     /// when `enableForwardingHttpRequest` is off. Returns the host-level status and the
     /// caller's answer taken out of `Outputs.res`.
     pub async fn invoke(&self, content_type: &str, body: &str) -> (u16, Answer) {
-        let envelope = json!({
+        self.invoke_with(content_type, body, &[]).await
+    }
+
+    /// As [`TestServer::invoke`], with more headers in `Data.req.Headers`.
+    pub async fn invoke_with(
+        &self,
+        content_type: &str,
+        body: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> (u16, Answer) {
+        let mut envelope = json!({
             "Data": {
                 "req": {
                     "Url": format!("http://localhost:7071/api/ingest"),
@@ -109,6 +119,9 @@ impl TestServer {
                 "sys": {"MethodName": "ingest", "UtcNow": "2026-11-22T10:00:00Z", "RandGuid": "4a7e6b8e-1f0c-4b5e-9d43-2c1c2c4f5a10"}
             }
         });
+        for (name, value) in extra_headers {
+            envelope["Data"]["req"]["Headers"][*name] = json!([value]);
+        }
         let response = self
             .client
             .post(self.url("/ingest"))
@@ -243,4 +256,18 @@ pub fn insert_event(token: &str, time: u32, full_document: &str) -> String {
         r#"{{"_id":{{"_data":"{token}"}},"operationType":"insert","clusterTime":{{"$timestamp":{{"t":{time},"i":1}}}},"wallTime":{{"$date":{{"$numberLong":"{ms}"}}}},"ns":{{"db":"corpus","coll":"docs"}},"documentKey":{{"_id":{{"$numberInt":"{time}"}}}},"fullDocument":{full_document}}}"#,
         ms = u64::from(time) * 1000
     )
+}
+
+/// MongoDB's BSON corpus: `BSON_CORPUS_DIR`, else `../shared/bson-corpus`. Missing is a
+/// failure, never a skip.
+pub fn corpus_dir() -> PathBuf {
+    let dir = std::env::var_os("BSON_CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bson-corpus"));
+    assert!(
+        dir.join("double.json").is_file(),
+        "the BSON corpus is missing at {} (set BSON_CORPUS_DIR); these tests do not skip",
+        dir.display()
+    );
+    dir
 }

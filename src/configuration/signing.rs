@@ -1,0 +1,112 @@
+//! Signed requests: `INGEST_HMAC_SECRET` turns the check on, `INGEST_HMAC_TOLERANCE_SECS`
+//! bounds how old (or how far ahead) a signature's timestamp may be.
+
+use super::{parse_number, ConfigError, Secret, Vars};
+
+pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
+/// A signature is made for each attempt, so minutes are plenty; a longer window only
+/// widens the time a captured request can be replayed.
+const MAX_TOLERANCE_SECS: u64 = 3600;
+/// Shorter secrets are guessable offline from one captured request.
+const MIN_SECRET_LEN: usize = 16;
+
+/// The shared secret and the accepted clock difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSettings {
+    /// Used exactly as set (no trimming): the Atlas function signs with the same bytes.
+    pub secret: Secret,
+    pub tolerance_secs: u64,
+}
+
+/// `None` when `INGEST_HMAC_SECRET` is unset: requests are accepted unsigned.
+pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<Option<SigningSettings>, ConfigError> {
+    let tolerance_secs = match vars.get("INGEST_HMAC_TOLERANCE_SECS") {
+        None => DEFAULT_TOLERANCE_SECS,
+        Some(text) => {
+            let seconds = parse_number::<u64>("INGEST_HMAC_TOLERANCE_SECS", &text)?;
+            if !(1..=MAX_TOLERANCE_SECS).contains(&seconds) {
+                return Err(ConfigError::new(
+                    "INGEST_HMAC_TOLERANCE_SECS",
+                    format!("must be between 1 and {MAX_TOLERANCE_SECS} seconds"),
+                ));
+            }
+            seconds
+        }
+    };
+    let Some(secret) = vars.get("INGEST_HMAC_SECRET") else {
+        return Ok(None);
+    };
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::new(
+            "INGEST_HMAC_SECRET",
+            format!("is shorter than {MIN_SECRET_LEN} characters; use a long random value"),
+        ));
+    }
+    Ok(Some(SigningSettings {
+        secret: Secret::new(secret),
+        tolerance_secs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{error_setting, settings};
+    use super::*;
+
+    const SECRET: &str = "a-long-random-signing-secret";
+
+    #[test]
+    fn unset_means_unsigned_requests_are_accepted() {
+        assert_eq!(settings(&[]).expect("valid").signing, None);
+        // A tolerance alone changes nothing (and is still checked).
+        let s = settings(&[("INGEST_HMAC_TOLERANCE_SECS", "60")]).expect("valid");
+        assert_eq!(s.signing, None);
+    }
+
+    #[test]
+    fn secret_and_tolerance() {
+        let s = settings(&[("INGEST_HMAC_SECRET", SECRET)]).expect("valid");
+        assert_eq!(
+            s.signing,
+            Some(SigningSettings {
+                secret: Secret::new(SECRET),
+                tolerance_secs: DEFAULT_TOLERANCE_SECS
+            })
+        );
+        let s = settings(&[
+            ("INGEST_HMAC_SECRET", SECRET),
+            ("INGEST_HMAC_TOLERANCE_SECS", "60"),
+        ])
+        .expect("valid");
+        assert_eq!(s.signing.map(|s| s.tolerance_secs), Some(60));
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        assert_eq!(
+            error_setting(&[("INGEST_HMAC_SECRET", "short")]),
+            "INGEST_HMAC_SECRET"
+        );
+        for tolerance in ["0", "3601", "-1", "five"] {
+            assert_eq!(
+                error_setting(&[
+                    ("INGEST_HMAC_SECRET", SECRET),
+                    ("INGEST_HMAC_TOLERANCE_SECS", tolerance)
+                ]),
+                "INGEST_HMAC_TOLERANCE_SECS",
+                "{tolerance}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        let s = settings(&[("INGEST_HMAC_SECRET", SECRET)]).expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        let error = settings(&[("INGEST_HMAC_SECRET", "tooshort")]).expect_err("refused");
+        assert!(!error.to_string().contains("tooshort"), "{error}");
+    }
+}
