@@ -44,9 +44,26 @@ fn node_major_version() -> u32 {
         .unwrap_or_else(|| panic!("cannot read the node version from {version:?}"))
 }
 
-/// Installs the locked dev dependency (`bson`) once.
+/// The `bson` version `package.json` pins.
+fn pinned_bson(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("package.json")).expect("package.json");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("package.json is JSON");
+    manifest["devDependencies"]["bson"]
+        .as_str()
+        .expect("package.json pins bson")
+        .to_owned()
+}
+
+/// The `bson` version in `node_modules`, if any.
+fn installed_bson(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("node_modules/bson/package.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    manifest["version"].as_str().map(str::to_owned)
+}
+
+/// Installs the locked dev dependency (`bson`) when it is missing or another version.
 fn install_dependencies(dir: &Path) {
-    if dir.join("node_modules/bson/package.json").is_file() {
+    if installed_bson(dir).is_some_and(|version| version == pinned_bson(dir)) {
         return;
     }
     let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
@@ -80,9 +97,23 @@ fn atlas_function_tests_pass_against_the_handler() {
     );
     install_dependencies(&dir);
 
+    // The test files by name: from Node 21 on, `node --test <dir>` reads the directory as
+    // a module path instead of searching it.
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))
+        .expect("atlas-function/test")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(".test.js"))
+        .collect();
+    tests.sort();
+    assert!(
+        !tests.is_empty(),
+        "no *.test.js files in atlas-function/test"
+    );
     let mut command = Command::new("node");
     command
-        .args(["--test", "test/"])
+        .arg("--test")
+        .args(&tests)
         .current_dir(&dir)
         .env("HANDLER_BIN", env!("CARGO_BIN_EXE_handler"))
         .env("BSON_CORPUS_DIR", corpus_dir())

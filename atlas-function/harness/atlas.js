@@ -241,6 +241,8 @@ function createRuntime(values = {}) {
         crypto.createHmac(hash, secret).update(input, "utf8").digest(format),
     },
   };
+  // Tests may replace a piece of the runtime to see how the functions cope with its faults.
+  runtime.utils = utils;
 
   const functionConsole = {
     log: (...parts) => logs.push({ level: "log", text: parts.join(" ") }),

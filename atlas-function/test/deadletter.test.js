@@ -106,3 +106,17 @@ test("a redrive run is bounded per run", async (t) => {
   assert.equal(deadLetters(runtime).documents.length, 0);
   assert.equal(handler.files().size, 3);
 });
+
+test("a fault inside the delivery code still leaves the event dead-lettered, never silently lost", async () => {
+  const down = await deadUrl();
+  const runtime = runtimeFor(down, { options: { retryBudgetMs: 300 } });
+  runtime.utils.crypto.hmac = () => {
+    throw new Error("crypto unavailable");
+  };
+  const event = insertEvent(7);
+  await assert.rejects(runtime.call("forwardChange", event), /delivery failed unexpectedly: crypto unavailable.*kept in/);
+  const letters = deadLetters(runtime).documents;
+  assert.equal(letters.length, 1);
+  assert.equal(letters[0]._id, event._id._data);
+  assert.equal(letters[0].body, EJSON.stringify(event, { relaxed: false }));
+});

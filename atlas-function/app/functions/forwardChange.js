@@ -22,7 +22,16 @@ exports = async function forwardChange(changeEvent) {
     operationType: changeEvent && changeEvent.operationType,
     ns: changeEvent && changeEvent.ns,
   };
-  const body = EJSON.stringify(changeEvent, { relaxed: false });
+  let body;
+  try {
+    body = EJSON.stringify(changeEvent, { relaxed: false });
+  } catch (error) {
+    // Nothing can be sent without a body; keep the event object itself for an operator.
+    await keep(options, eventId, null, about, { ok: false, permanent: true, attempts: 0,
+      error: "cannot serialise the event: " + message(error) }, changeEvent);
+    throw new Error("lake delivery of event " + eventId + " failed: cannot serialise it (" +
+      message(error) + "); kept in " + options.database + "." + options.deadLetterCollection);
+  }
 
   if (options.batching) {
     try {
@@ -38,7 +47,15 @@ exports = async function forwardChange(changeEvent) {
     }
   }
 
-  const outcome = await context.functions.execute("lakeDeliver", body);
+  let outcome;
+  try {
+    outcome = await context.functions.execute("lakeDeliver", body);
+  } catch (error) {
+    // lakeDeliver reports failures instead of throwing; a throw is a fault of the runtime
+    // (a missing value, crypto, timers). The event is kept all the same.
+    outcome = { ok: false, permanent: false, attempts: 0, status: null,
+      error: "delivery failed unexpectedly: " + message(error) };
+  }
   if (outcome.ok) {
     return { delivered: true, eventId: eventId, status: outcome.status, attempts: outcome.attempts };
   }
@@ -46,13 +63,7 @@ exports = async function forwardChange(changeEvent) {
     "lake delivery of event " + eventId + " (" + about.operationType + ") failed after " +
     outcome.attempts + " attempt(s): " + outcome.error;
   try {
-    await context.functions.execute("lakeDeadLetter", {
-      eventId: eventId,
-      body: body,
-      about: about,
-      outcome: outcome,
-      source: "trigger",
-    });
+    await keep(options, eventId, body, about, outcome, null);
   } catch (error) {
     throw new Error(failed + "; dead-lettering failed too, the event is LOST: " + message(error));
   }
@@ -61,6 +72,19 @@ exports = async function forwardChange(changeEvent) {
       ", lakeRedrive sends it again"
   );
 };
+
+// Stores an undelivered event in the dead-letter collection: its body, or (when it could
+// not even be serialised) the event object itself.
+async function keep(options, eventId, body, about, outcome, rawEvent) {
+  await context.functions.execute("lakeDeadLetter", {
+    eventId: eventId,
+    body: body,
+    rawEvent: rawEvent,
+    about: about,
+    outcome: outcome,
+    source: "trigger",
+  });
+}
 
 // The resume token string (`_id._data`): unique per event, so a buffered or dead-lettered
 // event is stored once however often it is handed over.

@@ -2,7 +2,8 @@
 // scheduled lakeRedrive can send it later and an operator can see it.
 //
 //   await context.functions.execute("lakeDeadLetter", {
-//     eventId, body, about: { operationType, ns }, outcome, source: "trigger" | "batch"
+//     eventId, body, about: { operationType, ns }, outcome, source: "trigger" | "batch",
+//     rawEvent   // only when the event could not be serialised: kept as it came
 //   })
 //
 // The dead letter's _id is the event's resume token: an event dead-lettered twice stays
@@ -37,6 +38,7 @@ exports = async function lakeDeadLetter(entry) {
       // Due at the next lakeRedrive run.
       nextAttemptAt: now,
     },
+    entry.rawEvent ? { event: entry.rawEvent } : {},
     failure
   );
   try {

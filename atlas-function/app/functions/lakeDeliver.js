@@ -15,6 +15,16 @@
 // lakeSigningSecret and, while rotating, lakeSigningSecretNext (each adds a v1 signature).
 
 exports = async function lakeDeliver(body, overrides) {
+  try {
+    return await deliver(body, overrides);
+  } catch (error) {
+    // Never throw: the caller keeps the event whatever failed here (values, crypto,
+    // timers), and a throw would skip that.
+    return failure(false, null, "delivery failed unexpectedly: " + describe(error).replace(/^network: /, ""), 0, Date.now(), null);
+  }
+};
+
+async function deliver(body, overrides) {
   const options = await context.functions.execute("lakeConfig", overrides);
   const started = Date.now();
   const url = context.values.get("lakeIngestUrl");
@@ -77,7 +87,7 @@ exports = async function lakeDeliver(body, overrides) {
     }
     await sleep(delay);
   }
-};
+}
 
 function failure(permanent, status, error, attempts, started, response) {
   return {
@@ -184,8 +194,11 @@ function sleep(ms) {
   });
 }
 
+// Network errors can quote the URL, whose query may hold the function key (?code=...):
+// queries are cut out before the text is kept or logged.
 function describe(error) {
   const message = error && error.message ? error.message : String(error);
   const cause = error && error.cause && (error.cause.code || error.cause.message);
-  return ("network: " + message + (cause ? " (" + cause + ")" : "")).slice(0, 300);
+  const text = "network: " + message + (cause ? " (" + cause + ")" : "");
+  return text.replace(/\?[^\s"')]*/g, "?…").slice(0, 300);
 }

@@ -42,9 +42,19 @@ async function redriveDeadLetters(collection, options, deadline, report) {
       report.stoppedBy = "run budget";
       return;
     }
-    const outcome = await context.functions.execute("lakeDeliver", letter.body, {
-      retryBudgetMs: budget,
-    });
+    // A letter kept as the event object (it could not be serialised when it came) is
+    // serialised now; if that still fails, lakeDeliver reports it as permanent.
+    const body =
+      typeof letter.body === "string" ? letter.body : serialise(letter.event);
+    let outcome;
+    try {
+      outcome = await context.functions.execute("lakeDeliver", body, {
+        retryBudgetMs: budget,
+      });
+    } catch (error) {
+      outcome = { ok: false, permanent: false, attempts: 0, status: null,
+        error: "delivery failed unexpectedly: " + (error && error.message ? error.message : String(error)) };
+    }
     if (outcome.ok) {
       await collection.deleteOne({ _id: letter._id });
       report.sent += 1;
@@ -159,4 +169,12 @@ function utf8Length(text) {
     }
   }
   return bytes;
+}
+
+function serialise(event) {
+  try {
+    return event === undefined || event === null ? null : EJSON.stringify(event, { relaxed: false });
+  } catch (error) {
+    return null;
+  }
 }
