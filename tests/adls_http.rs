@@ -159,3 +159,25 @@ async fn storage_outage_answers_503_and_the_retry_stores_everything_once() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_string_alone_configures_the_sink() {
+    let dfs = dfs().await;
+    // As the portal shows it, with the endpoint of the DFS test server.
+    let connection_string = format!(
+        "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};DfsEndpoint={}",
+        dfs.endpoint()
+    );
+    let server = TestServer::start(&[
+        ("STORAGE_CONNECTION_STRING", connection_string.as_str()),
+        ("STORAGE_RETRY_BUDGET_SECS", "1"),
+    ])
+    .await;
+    let answer = server.post_json(&sample("insert.json")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let path = &answer.written()[0];
+    assert!(dfs
+        .read(CONTAINER, path)
+        .is_some_and(|bytes| bytes.ends_with(b"}\n")));
+    server.stop().await;
+}
