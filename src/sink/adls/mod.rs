@@ -16,6 +16,7 @@
 //! called failed: the rename may have happened with its answer lost.
 
 mod client;
+mod diagnosis;
 mod retry;
 
 use std::collections::HashSet;
@@ -29,9 +30,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use self::client::ClientError;
-use self::retry::{is_transient, status_and_code, with_causes, Backoff};
+use self::retry::{is_transient, status_and_code, Backoff};
 use super::{LakeFile, Sink, SinkError, Stored};
-use crate::configuration::{AdlsSettings, Credential};
+use crate::configuration::AdlsSettings;
 use crate::domain::{lake_path, Segment};
 
 /// The hidden folder for files being written, inside the configured directory.
@@ -371,47 +372,8 @@ impl Inner {
         }
     }
 
-    /// What went wrong, with what to do about it when that is known. Built from the
-    /// status and error code only: messages and URLs can carry SAS signatures.
     fn describe_failure(&self, failure: &Failure) -> String {
-        let Some((status, code)) = status_and_code(&failure.error) else {
-            return match failure.error.kind() {
-                azure_core::error::ErrorKind::Io => {
-                    "no answer from the storage endpoint (connection failed or timed out)".into()
-                }
-                azure_core::error::ErrorKind::Credential => format!(
-                    "could not get a Microsoft Entra ID token ({}); on Azure, turn on the Function App's system-assigned identity",
-                    with_causes(&failure.error)
-                ),
-                other => format!("{other}"),
-            };
-        };
-        let code = code.unwrap_or("no error code");
-        let hint = match (status, code) {
-            (404, "FilesystemNotFound") => format!(
-                "filesystem {:?} does not exist in account {}: create it, or set STORAGE_CREATE_FILESYSTEM=true",
-                self.filesystem_name, self.settings.account
-            ),
-            (403, "KeyBasedAuthenticationNotPermitted") => "the account has shared key access turned off: use STORAGE_AUTH=identity (Microsoft Entra ID) instead of a key or key-signed SAS".into(),
-            (403, "AuthorizationPermissionMismatch" | "AuthorizationFailure") => {
-                match self.settings.credential {
-                    Credential::EntraId => "the identity may not write here: give it the \"Storage Blob Data Contributor\" role on the storage account or container".into(),
-                    Credential::Sas(_) => "the SAS token lacks permissions: it needs read, add, create, write, delete and list (sp=racwdl) on the blob service".into(),
-                    Credential::AccountKey(_) => "the account refuses this request (its network rules, or a firewall in front of it)".into(),
-                }
-            }
-            (401 | 403, _) => match self.settings.credential {
-                Credential::AccountKey(_) => "authentication failed: check storage_account_key (or the connection string's AccountKey) against the account's access keys".into(),
-                Credential::Sas(_) => "authentication failed: check STORAGE_SAS_TOKEN (expired, revoked or for another account)".into(),
-                Credential::EntraId => "the Microsoft Entra ID token was refused: check the identity's tenant and that it has the \"Storage Blob Data Contributor\" role".into(),
-            },
-            _ => String::new(),
-        };
-        if hint.is_empty() {
-            format!("HTTP {status} {code}")
-        } else {
-            format!("HTTP {status} {code}: {hint}")
-        }
+        diagnosis::describe(&failure.error, &self.settings, &self.filesystem_name)
     }
 }
 

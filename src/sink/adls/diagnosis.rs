@@ -1,0 +1,141 @@
+//! What a storage failure means for the operator: the status and error code, and, where
+//! the cause is known, the setting or role to fix. Built from status and code only, never
+//! from messages or URLs, which can carry SAS signatures.
+
+use azure_core::error::ErrorKind;
+
+use super::retry::{status_and_code, with_causes};
+use crate::configuration::{AdlsSettings, Credential};
+
+/// What went wrong, with what to do about it when that is known. Built from the
+/// status and error code only: messages and URLs can carry SAS signatures.
+pub(super) fn describe(
+    error: &azure_core::Error,
+    settings: &AdlsSettings,
+    filesystem: &str,
+) -> String {
+    let Some((status, code)) = status_and_code(error) else {
+        return match error.kind() {
+            ErrorKind::Io => {
+                "no answer from the storage endpoint (connection failed or timed out)".into()
+            }
+            ErrorKind::Credential => format!(
+                "could not get a Microsoft Entra ID token ({}); on Azure, turn on the Function App's system-assigned identity",
+                with_causes(error)
+            ),
+            other => format!("{other}"),
+        };
+    };
+    let code = code.unwrap_or("no error code");
+    let hint = match (status, code) {
+        (404, "FilesystemNotFound") => format!(
+            "filesystem {:?} does not exist in account {}: create it, or set STORAGE_CREATE_FILESYSTEM=true",
+            filesystem, settings.account
+        ),
+        (403, "KeyBasedAuthenticationNotPermitted") => "the account has shared key access turned off: use STORAGE_AUTH=identity (Microsoft Entra ID) instead of a key or key-signed SAS".into(),
+        (403, "AuthorizationPermissionMismatch" | "AuthorizationFailure") => {
+            match settings.credential {
+                Credential::EntraId => "the identity may not write here: give it the \"Storage Blob Data Contributor\" role on the storage account or container".into(),
+                Credential::Sas(_) => "the SAS token lacks permissions: it needs read, add, create, write, delete and list (sp=racwdl) on the blob service".into(),
+                Credential::AccountKey(_) => "the account refuses this request (its network rules, or a firewall in front of it)".into(),
+            }
+        }
+        (401 | 403, _) => match settings.credential {
+            Credential::AccountKey(_) => "authentication failed: check storage_account_key (or the connection string's AccountKey) against the account's access keys".into(),
+            Credential::Sas(_) => "authentication failed: check STORAGE_SAS_TOKEN (expired, revoked or for another account)".into(),
+            Credential::EntraId => "the Microsoft Entra ID token was refused: check the identity's tenant and that it has the \"Storage Blob Data Contributor\" role".into(),
+        },
+        _ => String::new(),
+    };
+    if hint.is_empty() {
+        format!("HTTP {status} {code}")
+    } else {
+        format!("HTTP {status} {code}: {hint}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::Secret;
+    use azure_core::StatusCode;
+
+    fn settings(credential: Credential) -> AdlsSettings {
+        AdlsSettings {
+            account: "lakeacct".into(),
+            credential,
+            endpoint: "https://lakeacct.dfs.core.windows.net/".into(),
+            create_filesystem: false,
+            write_concurrency: 1,
+            request_timeout: std::time::Duration::from_secs(1),
+            retry_budget: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn http(status: StatusCode, code: &str) -> azure_core::Error {
+        azure_core::Error::new(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: Some(code.to_owned()),
+            },
+            "the message may quote a URL with sig=SECRET",
+        )
+    }
+
+    #[test]
+    fn each_failure_names_what_to_fix() {
+        let key = settings(Credential::AccountKey(Secret::new("a2V5")));
+        let sas = settings(Credential::Sas(Secret::new("sig=SECRET")));
+        let entra = settings(Credential::EntraId);
+        let cases = [
+            (
+                http(StatusCode::NotFound, "FilesystemNotFound"),
+                &key,
+                "STORAGE_CREATE_FILESYSTEM",
+            ),
+            (
+                http(StatusCode::Forbidden, "AuthenticationFailed"),
+                &key,
+                "storage_account_key",
+            ),
+            (
+                http(StatusCode::Forbidden, "AuthenticationFailed"),
+                &sas,
+                "STORAGE_SAS_TOKEN",
+            ),
+            (
+                http(StatusCode::Forbidden, "AuthorizationPermissionMismatch"),
+                &sas,
+                "sp=racwdl",
+            ),
+            (
+                http(StatusCode::Forbidden, "AuthorizationPermissionMismatch"),
+                &entra,
+                "Storage Blob Data Contributor",
+            ),
+            (
+                http(StatusCode::Forbidden, "KeyBasedAuthenticationNotPermitted"),
+                &key,
+                "STORAGE_AUTH=identity",
+            ),
+            (
+                azure_core::Error::new(ErrorKind::Io, "https://x/?sig=SECRET"),
+                &key,
+                "no answer",
+            ),
+        ];
+        for (error, settings, expected) in cases {
+            let text = describe(&error, settings, "mongodb");
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains("SECRET"), "never the message or URL: {text}");
+        }
+        assert_eq!(
+            describe(
+                &http(StatusCode::ServiceUnavailable, "ServerBusy"),
+                &key,
+                "mongodb"
+            ),
+            "HTTP 503 ServerBusy"
+        );
+    }
+}
