@@ -178,7 +178,6 @@ async fn injected_faults_on_every_step_leave_exactly_one_complete_file() {
         OpKind::CreateDirectory,
         OpKind::CreateFile,
         OpKind::Append,
-        OpKind::Flush,
         OpKind::Rename,
     ];
     let server = server().await;
@@ -340,7 +339,7 @@ async fn a_server_crash_mid_write_fails_the_request_and_a_retry_completes_it() {
     let sink = sink(&settings);
     server
         .faults()
-        .push(FaultRule::new(OpKind::Flush, FaultAction::Crash).times(1));
+        .push(FaultRule::new(OpKind::Append, FaultAction::Crash).times(1));
     let files: Vec<LakeFile> = (0..3).map(|n| file("dead", n)).collect();
     let results = sink.store_all(files.clone()).await;
     assert!(results.iter().any(Result::is_err), "{results:?}");
@@ -438,7 +437,7 @@ async fn persistent_failures_end_within_the_retry_budget() {
 }
 
 #[tokio::test]
-async fn connections_are_pooled_and_a_file_costs_four_requests() {
+async fn connections_are_pooled_and_a_file_costs_three_requests() {
     let server = server().await;
     let sink = sink(&settings(&server, key()));
     let files: Vec<LakeFile> = (0..400)
@@ -455,14 +454,11 @@ async fn connections_are_pooled_and_a_file_costs_four_requests() {
         "at most the write concurrency: {} connections for 400 files",
         stats.connections
     );
-    for op in [
-        OpKind::CreateFile,
-        OpKind::Append,
-        OpKind::Flush,
-        OpKind::Rename,
-    ] {
+    // Create, append with flush, rename: no separate flush request.
+    for op in [OpKind::CreateFile, OpKind::Append, OpKind::Rename] {
         assert_eq!(stats.op(op), 400, "{op:?}: {stats:?}");
     }
+    assert_eq!(stats.op(OpKind::Flush), 0, "{stats:?}");
     // One folder creation per new folder and concurrent first writer, not per file.
     assert!(stats.op(OpKind::CreateDirectory) <= 4 * 16, "{stats:?}");
     assert_exactly(&server, &files);

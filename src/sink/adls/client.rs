@@ -5,13 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::prelude::{ContentLength, ContentType};
 use azure_core::{
-    Context, HttpClient, Policy, PolicyResult, Request, RetryOptions, TransportOptions,
+    Context, HttpClient, Method, Policy, PolicyResult, Request, RetryOptions, TransportOptions,
 };
 use azure_identity::{DefaultAzureCredentialBuilder, TokenCredentialOptions};
 use azure_storage::headers::RENAME_SOURCE;
 use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_datalake::clients::{DataLakeClientBuilder, FileSystemClient};
+use azure_storage_datalake::clients::{
+    DataLakeClientBuilder, FileClient, FileSystemClient, PathClient,
+};
+use bytes::Bytes;
 
 use crate::configuration::{AdlsSettings, Credential};
 
@@ -121,4 +125,25 @@ impl Policy for Transport {
         }
         self.http.execute_request(request).await
     }
+}
+
+/// Appends `contents` to an empty file and commits them in the same request (`flush=true`,
+/// service version 2020-10-02 and later; the library only offers a separate append and
+/// flush). One request fewer per file: a quarter of the storage transactions, and of the
+/// latency, of create + append + flush + rename.
+pub async fn append_and_flush(file: &FileClient, contents: &Bytes) -> azure_core::Result<()> {
+    let mut url = file.url()?;
+    url.query_pairs_mut()
+        .append_pair("action", "append")
+        .append_pair("position", "0")
+        .append_pair("flush", "true");
+    let mut request = Request::new(url, Method::Patch);
+    // The library's own append sends the length as an i32 too; a record is at most a few
+    // times a 16 MiB document.
+    let length = i32::try_from(contents.len()).unwrap_or(i32::MAX);
+    request.insert_headers(&ContentLength::new(length));
+    request.insert_headers(&ContentType::new("application/octet-stream"));
+    request.set_body(contents.clone());
+    file.send(&mut Context::new(), &mut request).await?;
+    Ok(())
 }

@@ -377,19 +377,13 @@ impl Inner {
     }
 }
 
-/// Creates `file`, appends `contents` and flushes with close: complete and committed, but
-/// still under its temporary name.
+/// Creates `file` and writes `contents` into it, committed: complete, but still under its
+/// temporary name.
 async fn write_complete(file: &FileClient, contents: &Bytes) -> Result<(), Failure> {
     file.create().await.map_err(Failure::of("creating"))?;
-    file.append(0, contents.clone())
+    client::append_and_flush(file, contents)
         .await
-        .map_err(Failure::of("appending"))?;
-    let length = i64::try_from(contents.len()).unwrap_or(i64::MAX);
-    file.flush(length)
-        .close(true)
-        .await
-        .map_err(Failure::of("flushing"))?;
-    Ok(())
+        .map_err(Failure::of("writing"))
 }
 
 /// How a complete temporary file ended up.
