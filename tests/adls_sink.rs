@@ -368,8 +368,8 @@ async fn auth_failures_fail_fast_and_say_what_to_fix() {
         .store_all(vec![file("auth", 1)])
         .await;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "no retries on 403"
+        started.elapsed() < Duration::from_secs(5),
+        "no retries on 403 (the budget is 10 s)"
     );
     let error = results[0].as_ref().expect_err("refused").to_string();
     assert!(
@@ -478,7 +478,7 @@ async fn a_hanging_endpoint_is_given_up_on_in_bounded_time() {
     let elapsed = started.elapsed();
     assert!(results[0].is_err(), "{results:?}");
     assert!(
-        elapsed <= Duration::from_secs(3) + Duration::from_millis(500),
+        elapsed <= Duration::from_secs(3) + Duration::from_millis(1500),
         "budget + two request timeouts at most: {elapsed:?}"
     );
     assert!(final_files(&server).is_empty());
@@ -501,7 +501,7 @@ async fn a_batch_larger_than_the_concurrency_still_ends_at_one_deadline() {
     assert!(results.iter().all(Result::is_err), "{results:?}");
     // Three waves of two would take three times as long without the shared deadline.
     assert!(
-        elapsed <= Duration::from_secs(3) + Duration::from_millis(500),
+        elapsed <= Duration::from_secs(3) + Duration::from_millis(1500),
         "one deadline for the whole request: {elapsed:?}"
     );
 }
