@@ -8,8 +8,12 @@
 // - context.values.get reads a plain object of values (secrets included, as Atlas exposes
 //   them to functions);
 // - context.services.get(name).db(db).collection(coll) is an in-memory collection with the
-//   calls the functions use: insertOne (duplicate _id -> E11000), find(filter).sort().limit()
-//   .toArray(), updateOne ($set, $inc), deleteOne, deleteMany, countDocuments;
+//   calls the functions use, as the driver behaves: insertOne (duplicate _id -> E11000),
+//   insertMany (ordered or not; duplicates -> a BulkWriteError listing code 11000 write
+//   errors), find(filter, projection).sort().limit().toArray(), findOne(filter, projection)
+//   (null when none), updateOne ($set, $unset, $inc; {upsert: true}), deleteOne, deleteMany,
+//   countDocuments. Each collection counts its calls (`calls`) and the size of what its reads
+//   returned (`reads`), for tests about Atlas's limits;
 // - context.functions.execute(name, ...args) loads and calls another function file;
 // - EJSON and BSON are the npm `bson` package, MongoDB's own implementation.
 
@@ -24,8 +28,29 @@ const FUNCTIONS_DIR = path.resolve(__dirname, "../app/functions");
 
 class DuplicateKeyError extends Error {
   constructor(collection, id) {
-    super(`E11000 duplicate key error collection: ${collection} index: _id_ dup key: { _id: ${JSON.stringify(id)} }`);
+    super(duplicateMessage(collection, id));
     this.code = 11000;
+  }
+}
+
+function duplicateMessage(collection, id) {
+  return `E11000 duplicate key error collection: ${collection} index: _id_ dup key: { _id: ${JSON.stringify(id)} }`;
+}
+
+/**
+ * What the driver throws when some documents of an insertMany fail (MongoBulkWriteError):
+ * the first write error's message and code, every write error with the index of its
+ * document, and what was inserted nevertheless.
+ */
+class BulkWriteError extends Error {
+  constructor(writeErrors, inserted) {
+    super(writeErrors[0].errmsg);
+    this.name = "MongoBulkWriteError";
+    this.code = writeErrors[0].code;
+    this.writeErrors = writeErrors;
+    this.insertedCount = inserted.length;
+    // Keyed by the index of the document in the call, as the driver reports them.
+    this.insertedIds = Object.fromEntries(inserted.map(({ index, id }) => [index, id]));
   }
 }
 
@@ -69,9 +94,42 @@ function matches(document, filter) {
   });
 }
 
+/** A top-level projection as MongoDB applies it: inclusion ({a: 1}, _id kept unless {_id: 0}) or exclusion ({a: 0}). */
+function project(document, projection) {
+  if (!projection || Object.keys(projection).length === 0) return document;
+  const fields = Object.keys(projection);
+  const others = fields.filter((field) => field !== "_id");
+  const including = others.length > 0 ? others.some((field) => isInclusion(projection[field])) : isInclusion(projection._id);
+  const result = {};
+  if (including) {
+    if (projection._id === undefined || isInclusion(projection._id)) {
+      if (document._id !== undefined) result._id = document._id;
+    }
+    for (const field of fields) {
+      if (field !== "_id" && document[field] !== undefined) result[field] = document[field];
+    }
+    return result;
+  }
+  for (const field of Object.keys(document)) {
+    if (!(field in projection) || isInclusion(projection[field])) result[field] = document[field];
+  }
+  return result;
+}
+
+function isInclusion(spec) {
+  return spec === 1 || spec === true;
+}
+
+/** The BSON size of documents as returned: what a read brought into the function. */
+function sizeOf(documents) {
+  return documents.reduce((total, document) => total + BSON.calculateObjectSize(document), 0);
+}
+
 class Cursor {
-  constructor(documents) {
+  constructor(collection, documents, projection) {
+    this.collection = collection;
     this.documents = documents;
+    this.projection = projection;
   }
 
   sort(order) {
@@ -92,7 +150,9 @@ class Cursor {
   }
 
   async toArray() {
-    return this.documents.map((document) => structuredClone(document));
+    const result = this.documents.map((document) => structuredClone(project(document, this.projection)));
+    this.collection.reads.push({ documents: result.length, bytes: sizeOf(result) });
+    return result;
   }
 }
 
@@ -102,14 +162,18 @@ class Collection {
     this.documents = [];
     // Set to an Error to make every call fail (a database outage).
     this.failWith = null;
+    // Calls by method name, and what each read returned ({ documents, bytes }).
+    this.calls = {};
+    this.reads = [];
   }
 
-  check() {
+  check(method) {
+    this.calls[method] = (this.calls[method] || 0) + 1;
     if (this.failWith) throw this.failWith;
   }
 
   async insertOne(document) {
-    this.check();
+    this.check("insertOne");
     const copy = structuredClone(document);
     if (copy._id === undefined) copy._id = new BSON.ObjectId().toHexString();
     if (this.documents.some((existing) => same(existing._id, copy._id))) {
@@ -119,33 +183,72 @@ class Collection {
     return { insertedId: copy._id };
   }
 
-  find(filter = {}) {
-    this.check();
-    return new Cursor(this.documents.filter((document) => matches(document, filter)));
+  /**
+   * As the driver does: ordered (the default) stops at the first failing document;
+   * {ordered: false} inserts every document it can, then throws for the ones it could not.
+   */
+  async insertMany(documents, options = {}) {
+    this.check("insertMany");
+    const ordered = options.ordered !== false;
+    const writeErrors = [];
+    const inserted = [];
+    for (const [index, document] of documents.entries()) {
+      const copy = structuredClone(document);
+      if (copy._id === undefined) copy._id = new BSON.ObjectId().toHexString();
+      if (this.documents.some((existing) => same(existing._id, copy._id))) {
+        writeErrors.push({ index, code: 11000, errmsg: duplicateMessage(this.name, copy._id) });
+        if (ordered) break;
+        continue;
+      }
+      this.documents.push(copy);
+      inserted.push({ index, id: copy._id });
+    }
+    if (writeErrors.length > 0) throw new BulkWriteError(writeErrors, inserted);
+    return { insertedIds: inserted.map(({ id }) => id) };
+  }
+
+  find(filter = {}, projection = undefined) {
+    this.check("find");
+    return new Cursor(this, this.documents.filter((document) => matches(document, filter)), projection);
+  }
+
+  async findOne(filter = {}, projection = undefined) {
+    this.check("findOne");
+    const document = this.documents.find((candidate) => matches(candidate, filter));
+    const result = document === undefined ? null : structuredClone(project(document, projection));
+    this.reads.push({ documents: result ? 1 : 0, bytes: result ? sizeOf([result]) : 0 });
+    return result;
   }
 
   async countDocuments(filter = {}) {
-    this.check();
+    this.check("countDocuments");
     return this.documents.filter((document) => matches(document, filter)).length;
   }
 
-  async updateOne(filter, update) {
-    this.check();
-    const document = this.documents.find((candidate) => matches(candidate, filter));
-    if (!document) return { matchedCount: 0, modifiedCount: 0 };
-    for (const operator of Object.keys(update)) {
-      const fields = update[operator];
-      for (const field of Object.keys(fields)) {
-        if (operator === "$set") document[field] = structuredClone(fields[field]);
-        else if (operator === "$inc") document[field] = (document[field] || 0) + fields[field];
-        else throw new Error(`the collection double does not support ${operator}`);
+  /** With {upsert: true} and no match, inserts the filter's equalities with the update applied. */
+  async updateOne(filter, update, options = {}) {
+    this.check("updateOne");
+    let document = this.documents.find((candidate) => matches(candidate, filter));
+    if (!document) {
+      if (!options.upsert) return { matchedCount: 0, modifiedCount: 0 };
+      document = {};
+      for (const [field, condition] of Object.entries(filter)) {
+        const operators =
+          condition && typeof condition === "object" && !(condition instanceof Date) &&
+          Object.keys(condition).some((key) => key.startsWith("$"));
+        if (!operators) document[field] = structuredClone(condition);
       }
+      applyUpdate(document, update);
+      if (document._id === undefined) document._id = new BSON.ObjectId().toHexString();
+      this.documents.push(document);
+      return { matchedCount: 0, modifiedCount: 0, upsertedId: document._id };
     }
+    applyUpdate(document, update);
     return { matchedCount: 1, modifiedCount: 1 };
   }
 
   async deleteOne(filter) {
-    this.check();
+    this.check("deleteOne");
     const index = this.documents.findIndex((candidate) => matches(candidate, filter));
     if (index < 0) return { deletedCount: 0 };
     this.documents.splice(index, 1);
@@ -153,10 +256,23 @@ class Collection {
   }
 
   async deleteMany(filter) {
-    this.check();
+    this.check("deleteMany");
     const before = this.documents.length;
     this.documents = this.documents.filter((candidate) => !matches(candidate, filter));
     return { deletedCount: before - this.documents.length };
+  }
+}
+
+function applyUpdate(document, update) {
+  for (const operator of Object.keys(update)) {
+    if (!operator.startsWith("$")) throw new Error("an update needs update operators ($set, ...)");
+    const fields = update[operator];
+    for (const field of Object.keys(fields)) {
+      if (operator === "$set") document[field] = structuredClone(fields[field]);
+      else if (operator === "$unset") delete document[field];
+      else if (operator === "$inc") document[field] = (document[field] || 0) + fields[field];
+      else throw new Error(`the collection double does not support ${operator}`);
+    }
   }
 }
 

@@ -36,13 +36,17 @@ function runtimeFor(url, { values = {}, options = {} } = {}) {
   );
 }
 
-/** The dead-letter and buffer collections at their default place. */
+/** The dead-letter, buffer and state collections at their default place. */
 function deadLetters(runtime) {
   return runtime.collection("mongodb-atlas", "lake_delivery", "dead_letters");
 }
 
 function buffer(runtime) {
   return runtime.collection("mongodb-atlas", "lake_delivery", "buffer");
+}
+
+function state(runtime) {
+  return runtime.collection("mongodb-atlas", "lake_delivery", "state");
 }
 
 module.exports = {
@@ -62,4 +66,5 @@ module.exports = {
   runtimeFor,
   deadLetters,
   buffer,
+  state,
 };

@@ -127,3 +127,125 @@ test("if the buffer refuses an event, it is delivered at once instead", async (t
   assert.equal(handler.files().size, 1);
   assert.ok(runtime.logs.some((line) => /lake buffer insert failed/.test(line.text)));
 });
+
+/** An insert event whose document holds `size` bytes of text: big enough to weigh. */
+function bigEvent(n, size) {
+  return insertEvent(n, `{"_id":{"$numberInt":"${n}"},"plot":"${"x".repeat(size)}"}`);
+}
+
+test("a batch loads at most about batchMaxBytes of bodies, never batchSize bodies at once", async (t) => {
+  const handler = await signedHandler(t);
+  const counting = await startProxy(handler.url, () => "forward");
+  t.after(() => counting.close());
+  const body = EJSON.stringify(bigEvent(1, 4000), { relaxed: false }).length;
+  // Room for two bodies per batch, not three.
+  const batchMaxBytes = Math.floor(2.5 * body);
+  const runtime = runtimeFor(counting.url, { options: { batching: true, batchSize: 100, batchMaxBytes } });
+  const events = [1, 2, 3, 4, 5, 6, 7].map((n) => bigEvent(n, 4000));
+  for (const event of events) await runtime.call("forwardChange", event);
+  assert.equal(buffer(runtime).documents[0].bytes, body, "the size is stored with the event");
+  // An event buffered by an earlier version, without its size: it goes alone.
+  const legacy = bigEvent(8, 10);
+  await buffer(runtime).insertOne({
+    _id: legacy._id._data,
+    body: EJSON.stringify(legacy, { relaxed: false }),
+    about: { operationType: "insert", ns: legacy.ns },
+    bufferedAt: new Date(Date.now() + 1000),
+  });
+  buffer(runtime).reads.length = 0;
+
+  const report = await runtime.call("lakeRedrive");
+  assert.deepEqual(report.buffer, { batches: 5, events: 8, deadLettered: 0, stoppedBy: null });
+  assert.deepEqual(counting.seen.map((request) => JSON.parse(request.body).length), [2, 2, 2, 1, 1]);
+  const sent = counting.seen.flatMap((request) => JSON.parse(request.body).map((event) => event._id._data));
+  assert.deepEqual(sent, [...events, legacy].map((event) => event._id._data), "oldest first");
+  const largest = Math.max(...buffer(runtime).reads.map((read) => read.bytes));
+  assert.ok(largest <= batchMaxBytes + 1000, `one read loaded ${largest} bytes; batchMaxBytes is ${batchMaxBytes}`);
+  assert.equal(handler.files().size, 8);
+  assert.equal(buffer(runtime).documents.length, 0);
+});
+
+test("a refused batch becomes dead letters in one insertMany and leaves the buffer in one deleteMany", async (t) => {
+  const handler = await signedHandler(t);
+  const runtime = runtimeFor(handler.url, { options: { batching: true, batchSize: 10 } });
+  const bad = insertEvent(2);
+  delete bad.fullDocument;
+  const events = [insertEvent(1), bad, insertEvent(3), insertEvent(4)];
+  for (const event of events) await runtime.call("forwardChange", event);
+  // One of them is a dead letter already (an earlier run got as far as keeping it).
+  await deadLetters(runtime).insertOne({ _id: events[3]._id._data, body: "kept before", source: "batch" });
+  const deadLetterCalls = { ...deadLetters(runtime).calls };
+  const bufferCalls = { ...buffer(runtime).calls };
+
+  const report = await runtime.call("lakeRedrive");
+  assert.deepEqual(report.buffer, { batches: 1, events: 0, deadLettered: 4, stoppedBy: null });
+  const calls = (collection, before) =>
+    Object.fromEntries(Object.entries(collection.calls).map(([name, n]) => [name, n - (before[name] || 0)]).filter(([, n]) => n > 0));
+  const made = calls(deadLetters(runtime), deadLetterCalls);
+  assert.equal(made.insertMany, 1, JSON.stringify(made));
+  assert.equal(made.insertOne, undefined, "no insert per event");
+  assert.equal(made.updateOne, undefined, "no update per event");
+  assert.equal(calls(buffer(runtime), bufferCalls).deleteMany, 1);
+  assert.equal(buffer(runtime).documents.length, 0);
+  const letters = deadLetters(runtime).documents;
+  assert.deepEqual(letters.map((letter) => letter._id).sort(), events.map((event) => event._id._data).sort());
+  const kept = letters.find((letter) => letter._id === events[3]._id._data);
+  assert.equal(kept.body, "kept before", "a dead letter already there stays as it is");
+  for (const letter of letters.filter((letter) => letter !== kept)) {
+    assert.equal(letter.status, 400);
+    assert.equal(letter.source, "batch");
+    assert.equal(letter.permanent, true);
+    assert.equal(letter.body, EJSON.stringify(events.find((e) => e._id._data === letter._id), { relaxed: false }));
+  }
+});
+
+test("a refused batch leaves the buffer only once every event is a dead letter", async (t) => {
+  const handler = await signedHandler(t);
+  const runtime = runtimeFor(handler.url, { options: { batching: true, batchSize: 10 } });
+  const bad = insertEvent(2);
+  delete bad.fullDocument;
+  const events = [insertEvent(1), bad];
+  for (const event of events) await runtime.call("forwardChange", event);
+  const letters = deadLetters(runtime);
+  const insertMany = letters.insertMany.bind(letters);
+
+  // One document failing for another reason than a duplicate: the run fails, nothing is removed.
+  letters.insertMany = async (documents, options) => {
+    await insertMany(documents.slice(1), options);
+    const error = new Error("document too large");
+    error.writeErrors = { index: 0, code: 10334, errmsg: "BSONObj size is invalid" };
+    throw error;
+  };
+  await assert.rejects(runtime.call("lakeRedrive"), /document too large/);
+  assert.equal(buffer(runtime).documents.length, 2);
+
+  // A duplicate error that does not say what was inserted, and events still missing
+  // after the second try: nothing is removed either.
+  letters.documents.length = 0;
+  letters.insertMany = async () => {
+    throw new Error("E11000 duplicate key error");
+  };
+  await assert.rejects(runtime.call("lakeRedrive"), /E11000/);
+  assert.equal(buffer(runtime).documents.length, 2);
+
+  // An insert that stops at the first duplicate (as an ordered one does, should
+  // {ordered: false} not be honoured): the events it left out are inserted, then the
+  // batch leaves the buffer.
+  await insertMany([{ _id: events[0]._id._data, body: "kept before", source: "trigger" }]);
+  letters.insertMany = (documents) => insertMany(documents);
+  const report = await runtime.call("lakeRedrive");
+  assert.equal(report.buffer.deadLettered, 2);
+  assert.equal(buffer(runtime).documents.length, 0);
+  assert.deepEqual(letters.documents.map((letter) => [letter._id, letter.body === "kept before"]), [
+    [events[0]._id._data, true],
+    [bad._id._data, false],
+  ]);
+});
+
+test("the stored size is the body's UTF-8 length", async () => {
+  const runtime = runtimeFor(await deadUrl(), { options: { batching: true } });
+  await runtime.call("forwardChange", insertEvent(1, '{"_id":{"$numberInt":"1"},"title":"Amélie 千と千尋 🎬"}'));
+  const [entry] = buffer(runtime).documents;
+  assert.equal(entry.bytes, Buffer.byteLength(entry.body, "utf8"));
+  assert.ok(entry.bytes > entry.body.length);
+});

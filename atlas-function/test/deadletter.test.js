@@ -11,9 +11,10 @@ const { startHandler, deadUrl, runtimeFor, deadLetters, insertEvent, SECRET } = 
 
 test("a handler that is down gets the event dead-lettered, and the redrive stores it later", async (t) => {
   const down = await deadUrl();
-  // Redrive backoff 0: a dead letter that fails again is due again at once.
+  // Redrive backoff 0: a dead letter that fails again is due again at once. Breaker off:
+  // here every event spends its own retries (breaker.test.js has the breaker).
   const runtime = runtimeFor(down, {
-    options: { retryBudgetMs: 300, redriveDeliveryBudgetMs: 200, redriveBackoffBaseMs: 0 },
+    options: { retryBudgetMs: 300, redriveDeliveryBudgetMs: 200, redriveBackoffBaseMs: 0, breakerOpenMs: 0 },
   });
   const events = [1, 2, 3].map((n) => insertEvent(n));
   for (const event of events) {
@@ -119,4 +120,21 @@ test("a fault inside the delivery code still leaves the event dead-lettered, nev
   assert.equal(letters.length, 1);
   assert.equal(letters[0]._id, event._id._data);
   assert.equal(letters[0].body, EJSON.stringify(event, { relaxed: false }));
+});
+
+test("a redrive run loads one dead letter's body at a time", async (t) => {
+  const handler = await startHandler({ INGEST_HMAC_SECRET: SECRET });
+  t.after(() => handler.stop());
+  const runtime = runtimeFor(await deadUrl(), { options: { retryBudgetMs: 20, breakerOpenMs: 0 } });
+  const events = [30, 31, 32, 33].map((n) => insertEvent(n, `{"_id":{"$numberInt":"${n}"},"plot":"${"x".repeat(5000)}"}`));
+  for (const event of events) {
+    await assert.rejects(runtime.call("forwardChange", event));
+  }
+  runtime.values.lakeIngestUrl = handler.url;
+  deadLetters(runtime).reads.length = 0;
+  const report = await runtime.call("lakeRedrive");
+  assert.equal(report.deadLetters.sent, 4);
+  const largest = Math.max(...deadLetters(runtime).reads.map((read) => read.bytes));
+  assert.ok(largest < 2 * 5000, `one read loaded ${largest} bytes: more than one body`);
+  assert.equal(handler.files().size, 4);
 });

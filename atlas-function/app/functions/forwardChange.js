@@ -7,7 +7,10 @@
 //   and the function throws, so the failure shows in the trigger's logs; the scheduled
 //   lakeRedrive sends it again later;
 // - in batching mode (lakeOptions.batching) it is only appended to the buffer collection;
-//   lakeRedrive posts the buffer as JSON arrays.
+//   lakeRedrive posts the buffer as JSON arrays;
+// - while the circuit breaker (lakeBreaker) says the endpoint is down, the event is
+//   dead-lettered at once instead of spending the retry budget on an endpoint known to be
+//   down; a delivery that spends its retries on an unreachable or unwell endpoint opens it.
 //
 // Atlas Functions have no retry of their own: a throw here is logged and the trigger moves
 // on, which is why the event is kept before throwing. Nothing here logs document contents.
@@ -39,7 +42,14 @@ exports = async function forwardChange(changeEvent) {
         .get(options.dataSource)
         .db(options.database)
         .collection(options.bufferCollection);
-      await insertOnce(buffer, { _id: eventId, body: body, about: about, bufferedAt: new Date() });
+      // `bytes` lets lakeRedrive size a batch before it loads any body.
+      await insertOnce(buffer, {
+        _id: eventId,
+        body: body,
+        bytes: utf8Length(body),
+        about: about,
+        bufferedAt: new Date(),
+      });
       return { buffered: true, eventId: eventId };
     } catch (error) {
       // The buffer refused it: deliver it now rather than lose it.
@@ -47,14 +57,22 @@ exports = async function forwardChange(changeEvent) {
     }
   }
 
+  const breaker = await checkBreaker(options);
   let outcome;
-  try {
-    outcome = await context.functions.execute("lakeDeliver", body);
-  } catch (error) {
-    // lakeDeliver reports failures instead of throwing; a throw is a fault of the runtime
-    // (a missing value, crypto, timers). The event is kept all the same.
-    outcome = { ok: false, permanent: false, attempts: 0, status: null,
-      error: "delivery failed unexpectedly: " + message(error) };
+  if (breaker.open) {
+    // Not one request: the event goes straight to the dead letters, which lakeRedrive
+    // sends once the endpoint answers again.
+    outcome = { ok: false, permanent: false, attempts: 0, status: null, error: breaker.message };
+  } else {
+    try {
+      outcome = await context.functions.execute("lakeDeliver", body);
+    } catch (error) {
+      // lakeDeliver reports failures instead of throwing; a throw is a fault of the runtime
+      // (a missing value, crypto, timers). The event is kept all the same.
+      outcome = { ok: false, permanent: false, attempts: 0, status: null,
+        error: "delivery failed unexpectedly: " + message(error) };
+    }
+    await settleBreaker(options, breaker, outcome);
   }
   if (outcome.ok) {
     return { delivered: true, eventId: eventId, status: outcome.status, attempts: outcome.attempts };
@@ -72,6 +90,51 @@ exports = async function forwardChange(changeEvent) {
       ", lakeRedrive sends it again"
   );
 };
+
+// The breaker's state, or "closed" when it is off or cannot be read: the breaker may save
+// time, never cost an event.
+async function checkBreaker(options) {
+  if (!(options.breakerOpenMs > 0)) {
+    return { open: false, probe: false };
+  }
+  let state;
+  try {
+    state = await context.functions.execute("lakeBreaker", "check");
+  } catch (error) {
+    state = { open: false, probe: false, error: "lake breaker check failed: " + message(error) };
+  }
+  if (state.error) {
+    console.error(state.error + " (delivering as if it were closed)");
+  }
+  return state;
+}
+
+// What the endpoint did decides the breaker: retries spent on an endpoint that is
+// unreachable or unwell (network, no answer, 408, 429, 5xx) open it; an answer that ends
+// the test of a half-open breaker (a 2xx, or a refusal of this event for good: the
+// endpoint is up) closes it. A failure before any request (attempts 0) says nothing about
+// the endpoint and changes nothing (a test claimed by this event expires by itself).
+// Errors are logged only: the event's own fate does not depend on them.
+async function settleBreaker(options, breaker, outcome) {
+  if (!(options.breakerOpenMs > 0) || !(outcome.attempts > 0)) {
+    return;
+  }
+  const unwell = !outcome.ok && !outcome.permanent;
+  if (!unwell && !breaker.probe) {
+    return;
+  }
+  let result;
+  try {
+    result = unwell
+      ? await context.functions.execute("lakeBreaker", "open", outcome.error)
+      : await context.functions.execute("lakeBreaker", "close");
+  } catch (error) {
+    result = { ok: false, error: "lake breaker update failed: " + message(error) };
+  }
+  if (result && result.error) {
+    console.error(result.error);
+  }
+}
 
 // Stores an undelivered event in the dead-letter collection: its body, or (when it could
 // not even be serialised) the event object itself.
@@ -106,6 +169,25 @@ async function insertOnce(collection, document) {
       throw error;
     }
   }
+}
+
+function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) {
+      bytes += 1;
+    } else if (unit < 0x800) {
+      bytes += 2;
+    } else if (unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length) {
+      // A surrogate pair: one 4-byte character.
+      bytes += 4;
+      i += 1;
+    } else {
+      bytes += 3;
+    }
+  }
+  return bytes;
 }
 
 function message(error) {

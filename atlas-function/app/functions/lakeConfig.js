@@ -7,11 +7,12 @@
 // itself, so they are never passed between functions or returned.
 
 const DEFAULTS = {
-  // Where the dead-letter and buffer collections live.
+  // Where the dead-letter, buffer and state collections live.
   dataSource: "mongodb-atlas",
   database: "lake_delivery",
   deadLetterCollection: "dead_letters",
   bufferCollection: "buffer",
+  stateCollection: "state",
   // Batching: the trigger only buffers events; the scheduled lakeRedrive posts them as
   // JSON arrays of up to batchSize events (and at most batchMaxBytes).
   batching: false,
@@ -25,6 +26,11 @@ const DEFAULTS = {
   attemptTimeoutMs: 100000,
   retryBaseMs: 1000,
   retryMaxDelayMs: 30000,
+  // The circuit breaker (lakeBreaker): once a delivery has spent its retries on an endpoint
+  // that is unreachable or unwell, the trigger dead-letters events at once for this long
+  // instead of spending the retry budget on each, so an outage cannot back the trigger up.
+  // 0 turns the breaker off.
+  breakerOpenMs: 60000,
   // One run of the scheduled lakeRedrive, and each delivery inside it.
   redriveRunBudgetMs: 240000,
   redriveDeliveryBudgetMs: 30000,
@@ -36,7 +42,7 @@ const DEFAULTS = {
   redriveBackoffMaxMs: 3600000,
 };
 
-const NAMES = ["dataSource", "database", "deadLetterCollection", "bufferCollection"];
+const NAMES = ["dataSource", "database", "deadLetterCollection", "bufferCollection", "stateCollection"];
 const COUNTS = ["batchSize", "batchMaxBytes", "redriveMaxPerRun", "redriveMaxBatchesPerRun"];
 
 exports = function lakeConfig(overrides) {

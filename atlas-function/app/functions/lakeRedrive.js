@@ -10,6 +10,15 @@
 //    is split into dead letters, so one bad event cannot hold up the rest; a batch that
 //    fails otherwise stays in the buffer for the next run.
 //
+// Within Atlas's limits on a function run (memory, async operations): bodies are loaded
+// only as they are sent (one dead letter at a time; a batch only up to batchMaxBytes,
+// sized from the `bytes` stored with each buffered event before any body is read), and a
+// refused batch costs one insertMany and one deleteMany, not an insert per event.
+//
+// The circuit breaker (lakeBreaker) follows what the endpoint answered: an answer (a 2xx,
+// or a refusal for good) closes it, a run stopped by an unreachable or unwell endpoint
+// opens it again for breakerOpenMs.
+//
 // Returns counts only (never bodies). Overlapping runs only cause duplicate deliveries,
 // which the handler absorbs (one file per event).
 
@@ -23,24 +32,35 @@ exports = async function lakeRedrive() {
   const report = {
     deadLetters: { sent: 0, failed: 0, stoppedBy: null },
     buffer: { batches: 0, events: 0, deadLettered: 0, stoppedBy: null },
+    // "closed" or "opened" when this run changed the breaker.
+    breaker: null,
   };
-  await redriveDeadLetters(db.collection(options.deadLetterCollection), options, deadline, report.deadLetters);
-  await flushBuffer(db.collection(options.bufferCollection), options, deadline, report.buffer);
+  const breaker = { changed: null, closeSent: false };
+  await redriveDeadLetters(db.collection(options.deadLetterCollection), options, deadline, report.deadLetters, breaker);
+  await flushBuffer(db.collection(options.bufferCollection), options, deadline, report.buffer, breaker);
+  report.breaker = breaker.changed;
   console.log("lakeRedrive: " + JSON.stringify(report));
   return report;
 };
 
-async function redriveDeadLetters(collection, options, deadline, report) {
+async function redriveDeadLetters(collection, options, deadline, report, breaker) {
+  // The due letters without their bodies (up to 16 MB each): each body is loaded when it
+  // is sent, so a run holds one event at a time.
   const due = await collection
-    .find({ nextAttemptAt: { $lte: new Date() } })
+    .find({ nextAttemptAt: { $lte: new Date() } }, { _id: 1, redriveFailures: 1 })
     .sort({ deadLetteredAt: 1, _id: 1 })
     .limit(options.redriveMaxPerRun)
     .toArray();
-  for (const letter of due) {
+  for (const entry of due) {
     const budget = Math.min(options.redriveDeliveryBudgetMs, deadline - Date.now());
     if (budget <= 0) {
       report.stoppedBy = "run budget";
       return;
+    }
+    const letter = await collection.findOne({ _id: entry._id }, { body: 1, event: 1, redriveFailures: 1 });
+    if (!letter) {
+      // Sent meanwhile by an overlapping run.
+      continue;
     }
     // A letter kept as the event object (it could not be serialised when it came) is
     // serialised now; if that still fails, lakeDeliver reports it as permanent.
@@ -55,6 +75,7 @@ async function redriveDeadLetters(collection, options, deadline, report) {
       outcome = { ok: false, permanent: false, attempts: 0, status: null,
         error: "delivery failed unexpectedly: " + (error && error.message ? error.message : String(error)) };
     }
+    await settleBreaker(options, breaker, outcome);
     if (outcome.ok) {
       await collection.deleteOne({ _id: letter._id });
       report.sent += 1;
@@ -88,42 +109,40 @@ async function redriveDeadLetters(collection, options, deadline, report) {
   }
 }
 
-async function flushBuffer(collection, options, deadline, report) {
+async function flushBuffer(collection, options, deadline, report, breaker) {
   while (report.batches < options.redriveMaxBatchesPerRun) {
     const budget = Math.min(options.redriveDeliveryBudgetMs, deadline - Date.now());
     if (budget <= 0) {
       report.stoppedBy = "run budget";
       return;
     }
-    const oldest = await collection
-      .find({})
-      .sort({ bufferedAt: 1, _id: 1 })
-      .limit(options.batchSize)
-      .toArray();
-    if (oldest.length === 0) {
+    const batch = await nextBatch(collection, options);
+    if (batch.length === 0) {
       return;
     }
-    const batch = withinBytes(oldest, options.batchMaxBytes);
     // The stored texts joined as they are: the array holds the events' exact bytes.
     const body = "[" + batch.map(function (entry) {
       return entry.body;
     }).join(",") + "]";
     const outcome = await context.functions.execute("lakeDeliver", body, { retryBudgetMs: budget });
     report.batches += 1;
+    await settleBreaker(options, breaker, outcome);
     if (!outcome.ok && !outcome.permanent) {
       report.stoppedBy = outcome.error;
       return;
     }
     if (!outcome.ok) {
-      for (const entry of batch) {
-        await context.functions.execute("lakeDeadLetter", {
+      // One call, one insertMany for the whole batch. If it throws, the run ends here and
+      // the batch stays in the buffer: nothing is removed before it is kept elsewhere.
+      await context.functions.execute("lakeDeadLetter", batch.map(function (entry) {
+        return {
           eventId: entry._id,
           body: entry.body,
           about: entry.about,
           outcome: outcome,
           source: "batch",
-        });
-      }
+        };
+      }));
       report.deadLettered += batch.length;
     } else {
       report.events += batch.length;
@@ -138,37 +157,92 @@ async function flushBuffer(collection, options, deadline, report) {
   }
 }
 
-// The oldest entries whose bodies fit in maxBytes of UTF-8 (always at least one).
+// The next batch, oldest first, in two reads so that at most about batchMaxBytes of bodies
+// are ever loaded: the sizes of the oldest batchSize entries (`bytes`, stored by
+// forwardChange), then the bodies of those that fit.
+async function nextBatch(collection, options) {
+  const oldest = await collection
+    .find({}, { _id: 1, bytes: 1 })
+    .sort({ bufferedAt: 1, _id: 1 })
+    .limit(options.batchSize)
+    .toArray();
+  if (oldest.length === 0) {
+    return [];
+  }
+  const chosen = withinBytes(oldest, options.batchMaxBytes);
+  const loaded = await collection
+    .find({
+      _id: {
+        $in: chosen.map(function (entry) {
+          return entry._id;
+        }),
+      },
+    })
+    .toArray();
+  // $in answers in no particular order; the batch keeps the buffer's. An entry gone
+  // meanwhile (an overlapping run sent it) is left out; if all are, this run's flush ends
+  // (the next run goes on).
+  const byId = {};
+  loaded.forEach(function (entry) {
+    byId[String(entry._id)] = entry;
+  });
+  return chosen
+    .map(function (entry) {
+      return byId[String(entry._id)];
+    })
+    .filter(function (entry) {
+      return entry !== undefined;
+    });
+}
+
+// The oldest entries whose bodies fit in maxBytes of UTF-8 as a JSON array (always at
+// least one). An entry without a stored size (buffered by an earlier version) may be as
+// large as a document can be, so it goes alone.
 function withinBytes(entries, maxBytes) {
   const batch = [];
   let bytes = 2;
   for (const entry of entries) {
-    bytes += utf8Length(entry.body) + 1;
+    const size = typeof entry.bytes === "number" && entry.bytes >= 0 ? entry.bytes : Infinity;
+    bytes += size + 1;
     if (batch.length > 0 && bytes > maxBytes) {
       break;
     }
     batch.push(entry);
+    if (size === Infinity) {
+      break;
+    }
   }
   return batch;
 }
 
-function utf8Length(text) {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i += 1) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) {
-      bytes += 1;
-    } else if (unit < 0x800) {
-      bytes += 2;
-    } else if (unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length) {
-      // A surrogate pair: one 4-byte character.
-      bytes += 4;
-      i += 1;
-    } else {
-      bytes += 3;
-    }
+// The breaker follows the endpoint's answers: a 2xx or a refusal for good (the endpoint is
+// up) closes it, once per run; retries spent on an unreachable or unwell endpoint (which
+// end the run) open it again. A failure before any request says nothing about the
+// endpoint. Errors are logged: the run's deliveries do not depend on the breaker.
+async function settleBreaker(options, breaker, outcome) {
+  if (!(options.breakerOpenMs > 0) || !(outcome.attempts > 0)) {
+    return;
   }
-  return bytes;
+  const unwell = !outcome.ok && !outcome.permanent;
+  if (!unwell && breaker.closeSent) {
+    return;
+  }
+  breaker.closeSent = !unwell;
+  let result;
+  try {
+    result = unwell
+      ? await context.functions.execute("lakeBreaker", "open", outcome.error)
+      : await context.functions.execute("lakeBreaker", "close");
+  } catch (error) {
+    result = { ok: false, error: "lake breaker update failed: " + (error && error.message ? error.message : String(error)) };
+  }
+  if (result && result.error) {
+    console.error(result.error);
+  } else if (unwell) {
+    breaker.changed = "opened";
+  } else if (result && result.closed) {
+    breaker.changed = "closed";
+  }
 }
 
 function serialise(event) {
