@@ -78,6 +78,28 @@ impl Handler {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// POSTs a JSON body to the forwarding-mode route, as the Functions host passes it on.
+    async fn post_json(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/api/ingest"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings.
+    fn start_on_adls(endpoint: &str, extra: &[(&str, &str)]) -> Handler {
+        let unused = tempfile::tempdir().expect("dir");
+        let mut settings = vec![
+            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("STORAGE_DFS_ENDPOINT", endpoint),
+        ];
+        settings.extend_from_slice(extra);
+        Handler::start(unused.path(), &settings)
+    }
+
     fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -125,13 +147,7 @@ async fn answers_the_host_ping_and_stores_events() {
     let client = reqwest::Client::new();
     let ping = client.get(handler.url("/")).send().await.expect("ping");
     assert_eq!(ping.status(), 200);
-    let answer = client
-        .post(handler.url("/api/ingest"))
-        .header("Content-Type", "application/json")
-        .body(sample("insert.json"))
-        .send()
-        .await
-        .expect("post");
+    let answer = handler.post_json(sample("insert.json")).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(count_files(&lake.path().join("mongodb/changes")), 1);
     handler.terminate();
@@ -342,26 +358,16 @@ async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
         .start()
         .await
         .expect("DFS server");
-    let endpoint = dfs.endpoint();
     let identity_url = format!("http://{identity}/msi/token");
-    let unused = tempfile::tempdir().expect("dir");
-    let handler = Handler::start(
-        unused.path(),
+    let handler = Handler::start_on_adls(
+        &dfs.endpoint(),
         &[
-            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
             ("STORAGE_AUTH", "identity"),
-            ("STORAGE_DFS_ENDPOINT", &endpoint),
             ("IDENTITY_ENDPOINT", &identity_url),
             ("IDENTITY_HEADER", "host-secret"),
         ],
     );
-    let answer = reqwest::Client::new()
-        .post(handler.url("/api/ingest"))
-        .header("Content-Type", "application/json")
-        .body(sample("batch.json"))
-        .send()
-        .await
-        .expect("post");
+    let answer = handler.post_json(sample("batch.json")).await;
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     let stored: Vec<_> = dfs
         .files("mongodb")
@@ -391,28 +397,18 @@ async fn an_identity_that_cannot_get_a_token_fails_fast_with_the_reason() {
         .start()
         .await
         .expect("DFS server");
-    let endpoint = dfs.endpoint();
     let identity_url = format!("http://{identity}/msi/token");
-    let unused = tempfile::tempdir().expect("dir");
-    let handler = Handler::start(
-        unused.path(),
+    let handler = Handler::start_on_adls(
+        &dfs.endpoint(),
         &[
-            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
             ("STORAGE_AUTH", "identity"),
-            ("STORAGE_DFS_ENDPOINT", &endpoint),
             ("STORAGE_RETRY_BUDGET_SECS", "120"),
             ("IDENTITY_ENDPOINT", &identity_url),
             ("IDENTITY_HEADER", "wrong-secret"),
         ],
     );
     let started = Instant::now();
-    let answer = reqwest::Client::new()
-        .post(handler.url("/api/ingest"))
-        .header("Content-Type", "application/json")
-        .body(sample("insert.json"))
-        .send()
-        .await
-        .expect("post");
+    let answer = handler.post_json(sample("insert.json")).await;
     assert_eq!(answer.status(), 503);
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -442,24 +438,11 @@ async fn debug_logs_hold_no_sas_signature_or_document() {
         .find_map(|pair| pair.strip_prefix("sig="))
         .expect("sig")
         .to_owned();
-    let endpoint = dfs.endpoint();
-    let unused = tempfile::tempdir().expect("dir");
-    let handler = Handler::start(
-        unused.path(),
-        &[
-            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
-            ("STORAGE_SAS_TOKEN", &sas),
-            ("STORAGE_DFS_ENDPOINT", &endpoint),
-            ("RUST_LOG", "debug"),
-        ],
+    let handler = Handler::start_on_adls(
+        &dfs.endpoint(),
+        &[("STORAGE_SAS_TOKEN", &sas), ("RUST_LOG", "debug")],
     );
-    let answer = reqwest::Client::new()
-        .post(handler.url("/api/ingest"))
-        .header("Content-Type", "application/json")
-        .body(sample("insert.json"))
-        .send()
-        .await
-        .expect("post");
+    let answer = handler.post_json(sample("insert.json")).await;
     assert_eq!(answer.status(), 200);
     handler.terminate();
     let (code, log) = handler.wait();
