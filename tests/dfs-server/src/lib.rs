@@ -606,17 +606,7 @@ impl DfsServer {
     /// parent directories as needed. Panics if a parent is a file or the path is a directory.
     pub fn put_file(&self, fs: &str, path: &str, data: impl Into<Bytes>) {
         let data = data.into();
-        self.create_filesystem(fs);
-        self.with_store(|s| {
-            let now = SystemTime::now();
-            let etag = s.etag();
-            let f = s.filesystems.get_mut(fs).unwrap();
-            make_parents(f, path, etag, now);
-            let n = f
-                .paths
-                .entry(path.to_owned())
-                .or_insert_with(|| Node::new(PathKind::File, etag, now));
-            assert_eq!(n.kind, PathKind::File, "{path} is a directory");
+        self.with_path(fs, path, PathKind::File, |n, etag, now| {
             n.data = data;
             n.staged.clear();
             n.etag = etag;
@@ -626,6 +616,18 @@ impl DfsServer {
 
     /// Creates a directory and its parents, creating the filesystem as needed.
     pub fn create_dir(&self, fs: &str, path: &str) {
+        self.with_path(fs, path, PathKind::Directory, |_, _, _| {})
+    }
+
+    /// Finds or makes the path `path` of kind `kind` (with its filesystem and parents) and
+    /// lets `change` update it. Panics if something of the other kind is in the way.
+    fn with_path(
+        &self,
+        fs: &str,
+        path: &str,
+        kind: PathKind,
+        change: impl FnOnce(&mut Node, u64, SystemTime),
+    ) {
         self.create_filesystem(fs);
         self.with_store(|s| {
             let now = SystemTime::now();
@@ -635,8 +637,9 @@ impl DfsServer {
             let n = f
                 .paths
                 .entry(path.to_owned())
-                .or_insert_with(|| Node::new(PathKind::Directory, etag, now));
-            assert_eq!(n.kind, PathKind::Directory, "{path} is a file");
+                .or_insert_with(|| Node::new(kind, etag, now));
+            assert_eq!(n.kind, kind, "{path} is in the way: it is a {:?}", n.kind);
+            change(n, etag, now);
         })
     }
 

@@ -944,14 +944,7 @@ fn create_path(
         n.properties.clear();
         n.content_type = None;
     }
-    if let Some(p) = r.h("x-ms-properties") {
-        n.properties = p.to_owned();
-    }
-    if let Some(t) = r.h("x-ms-content-type") {
-        n.content_type = Some(t.to_owned());
-    }
-    n.etag = etag;
-    n.modified = now;
+    set_properties_from(n, r, etag, now);
     Ok(ctx.empty(
         201,
         vec![
@@ -1044,14 +1037,7 @@ fn set_properties(
     let etag = store.etag();
     let n = file_mut(store, r)?;
     check_update(r, Some((n.etag, n.modified)))?;
-    if let Some(p) = r.h("x-ms-properties") {
-        n.properties = p.to_owned();
-    }
-    if let Some(t) = r.h("x-ms-content-type") {
-        n.content_type = Some(t.to_owned());
-    }
-    n.etag = etag;
-    n.modified = now;
+    set_properties_from(n, r, etag, now);
     Ok(ctx.empty(
         200,
         vec![
@@ -1285,6 +1271,19 @@ fn delete(store: &mut Store, ctx: &Ctx, r: &Req) -> Result<Resp, ApiError> {
 
 fn n_kind(f: &Filesystem, path: &str) -> PathKind {
     f.paths[path].kind
+}
+
+/// Applies the request's `x-ms-properties` and `x-ms-content-type` to a path and marks it
+/// changed (new ETag and time), as create and set-properties both do.
+fn set_properties_from(n: &mut Node, r: &Req, etag: u64, now: SystemTime) {
+    if let Some(p) = r.h("x-ms-properties") {
+        n.properties = p.to_owned();
+    }
+    if let Some(t) = r.h("x-ms-content-type") {
+        n.content_type = Some(t.to_owned());
+    }
+    n.etag = etag;
+    n.modified = now;
 }
 
 #[cfg(test)]
