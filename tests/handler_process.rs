@@ -349,8 +349,13 @@ async fn identity_endpoint(header_secret: &'static str, token: &'static str) -> 
     addr
 }
 
-#[tokio::test]
-async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
+/// The handler on ADLS with `STORAGE_AUTH=identity`, as on a Function App: its managed
+/// identity endpoint answers the token `mi-token` (which the DFS server accepts) only to
+/// callers sending the header secret `host-secret`; the handler is given `sent_secret`.
+async fn on_managed_identity(
+    sent_secret: &str,
+    extra: &[(&str, &str)],
+) -> (dfs_test_server::DfsServer, Handler) {
     let identity = identity_endpoint("host-secret", "mi-token").await;
     let dfs = dfs_test_server::DfsServer::builder()
         .filesystem("mongodb")
@@ -359,14 +364,19 @@ async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
         .await
         .expect("DFS server");
     let identity_url = format!("http://{identity}/msi/token");
-    let handler = Handler::start_on_adls(
-        &dfs.endpoint(),
-        &[
-            ("STORAGE_AUTH", "identity"),
-            ("IDENTITY_ENDPOINT", &identity_url),
-            ("IDENTITY_HEADER", "host-secret"),
-        ],
-    );
+    let mut settings = vec![
+        ("STORAGE_AUTH", "identity"),
+        ("IDENTITY_ENDPOINT", identity_url.as_str()),
+        ("IDENTITY_HEADER", sent_secret),
+    ];
+    settings.extend_from_slice(extra);
+    let handler = Handler::start_on_adls(&dfs.endpoint(), &settings);
+    (dfs, handler)
+}
+
+#[tokio::test]
+async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
+    let (dfs, handler) = on_managed_identity("host-secret", &[]).await;
     let answer = handler.post_json(sample("batch.json")).await;
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     let stored: Vec<_> = dfs
@@ -390,23 +400,8 @@ async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
 async fn an_identity_that_cannot_get_a_token_fails_fast_with_the_reason() {
     // The token endpoint refuses (400: no identity assigned), as on a Function App whose
     // managed identity was never turned on.
-    let identity = identity_endpoint("expected-secret", "unused").await;
-    let dfs = dfs_test_server::DfsServer::builder()
-        .filesystem("mongodb")
-        .bearer_token("unused")
-        .start()
-        .await
-        .expect("DFS server");
-    let identity_url = format!("http://{identity}/msi/token");
-    let handler = Handler::start_on_adls(
-        &dfs.endpoint(),
-        &[
-            ("STORAGE_AUTH", "identity"),
-            ("STORAGE_RETRY_BUDGET_SECS", "120"),
-            ("IDENTITY_ENDPOINT", &identity_url),
-            ("IDENTITY_HEADER", "wrong-secret"),
-        ],
-    );
+    let (dfs, handler) =
+        on_managed_identity("wrong-secret", &[("STORAGE_RETRY_BUDGET_SECS", "120")]).await;
     let started = Instant::now();
     let answer = handler.post_json(sample("insert.json")).await;
     assert_eq!(answer.status(), 503);
