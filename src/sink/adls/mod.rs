@@ -204,7 +204,7 @@ impl Inner {
         deadline: Instant,
     ) -> Result<Stored, SinkError> {
         let path = file.path.to_string();
-        let retries = self.store_with_retries(file, retry_until);
+        let retries = self.store_with_retries(file, &path, retry_until);
         match tokio::time::timeout_at(deadline, retries).await {
             Ok(outcome) => outcome,
             Err(_) => Err(SinkError::Storage {
@@ -218,9 +218,9 @@ impl Inner {
     async fn store_with_retries(
         &self,
         file: LakeFile,
+        path: &str,
         retry_until: Instant,
     ) -> Result<Stored, SinkError> {
-        let path = file.path.to_string();
         let folder = lake_path::join(file.path.parent_segments());
         let name = file.path.file_name().as_str();
         let contents = Bytes::from(file.contents);
@@ -230,7 +230,7 @@ impl Inner {
                 // Held for one attempt, not across the waits between attempts. The
                 // semaphore is never closed, so a permit always comes.
                 let _permit = self.permits.acquire().await;
-                self.attempt(&path, &folder, name, &contents).await
+                self.attempt(path, &folder, name, &contents).await
             };
             let failure = match outcome {
                 Ok(stored) => return Ok(stored),
@@ -250,7 +250,7 @@ impl Inner {
                 _ => {
                     return Err(SinkError::Storage {
                         operation: failure.operation,
-                        path,
+                        path: path.to_owned(),
                         detail: self.describe_failure(&failure),
                     })
                 }
