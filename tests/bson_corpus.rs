@@ -1,5 +1,5 @@
 //! Every BSON type reaches the lake exactly: MongoDB's own conformance corpus
-//! (`../shared/bson-corpus/`, or `BSON_CORPUS_DIR`) posted over HTTP as `fullDocument`s.
+//! (`tests/data/bson-corpus/`, or `BSON_CORPUS_DIR`) posted over HTTP as `fullDocument`s.
 //!
 //! - canonical records: the stored `data`, read back, is byte-for-byte the case's
 //!   `canonical_bson` (types, values, key order), from canonical and degenerate input;

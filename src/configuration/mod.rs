@@ -6,6 +6,7 @@
 //! the upper-case `STORAGE_*` ones so its users can switch without renaming settings.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use crate::domain::{Encoding, PathLayout, Segment, DEFAULT_TEMPLATE};
 
@@ -21,6 +22,41 @@ pub const DEFAULT_DIRECTORY: &str = "changes";
 /// The Azure Functions HTTP request limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
 const MAX_FILE_PREFIX: usize = 64;
+/// Request body bytes being handled at once, all requests together (`MAX_INFLIGHT_BYTES`):
+/// see the README's "Memory" section for how it was chosen.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 160 * 1024 * 1024;
+
+/// What keeps the worker alive whatever its clients do: how long a client may take, how
+/// many may connect, and how much request data is handled at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this (`BODY_READ_TIMEOUT_SECS`).
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request is closed after this (`IDLE_TIMEOUT_SECS`).
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// After SIGTERM, requests in flight get this long before the process exits
+    /// (`SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+    /// Body bytes handled at once over all requests (`MAX_INFLIGHT_BYTES`).
+    pub max_inflight_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 512,
+            shutdown_timeout: Duration::from_secs(25),
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+        }
+    }
+}
 
 /// A setting that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +93,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Request signatures (`INGEST_HMAC_SECRET`); `None` accepts unsigned requests.
     pub signing: Option<SigningSettings>,
+    pub limits: ServerLimits,
 }
 
 impl Settings {
@@ -165,6 +202,37 @@ impl Settings {
             }
         };
 
+        let defaults = ServerLimits::default();
+        let seconds = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match vars.get(name) {
+                Some(text) => Ok(Duration::from_secs(positive(
+                    name,
+                    parse_number::<usize>(name, &text)?,
+                )? as u64)),
+                None => Ok(default),
+            }
+        };
+        let count = |name: &str, default: usize| -> Result<usize, ConfigError> {
+            match vars.get(name) {
+                Some(text) => positive(name, parse_number::<usize>(name, &text)?),
+                None => Ok(default),
+            }
+        };
+        let limits = ServerLimits {
+            header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECS", defaults.header_read_timeout)?,
+            body_read_timeout: seconds("BODY_READ_TIMEOUT_SECS", defaults.body_read_timeout)?,
+            idle_timeout: seconds("IDLE_TIMEOUT_SECS", defaults.idle_timeout)?,
+            max_connections: count("MAX_CONNECTIONS", defaults.max_connections)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT_SECS", defaults.shutdown_timeout)?,
+            max_inflight_bytes: count("MAX_INFLIGHT_BYTES", defaults.max_inflight_bytes)?,
+        };
+        if limits.max_inflight_bytes < max_body_bytes {
+            return Err(ConfigError::new(
+                "MAX_INFLIGHT_BYTES",
+                format!("is smaller than MAX_BODY_BYTES ({max_body_bytes}): the largest request could never run"),
+            ));
+        }
+
         Ok(Settings {
             listen,
             storage,
@@ -174,6 +242,7 @@ impl Settings {
             max_body_bytes,
             log_format,
             signing,
+            limits,
         })
     }
 }

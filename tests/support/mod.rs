@@ -258,12 +258,14 @@ pub fn insert_event(token: &str, time: u32, full_document: &str) -> String {
     )
 }
 
-/// MongoDB's BSON corpus: `BSON_CORPUS_DIR`, else `../shared/bson-corpus`. Missing is a
-/// failure, never a skip.
+/// MongoDB's BSON corpus: `BSON_CORPUS_DIR`, else the copy in `tests/data/bson-corpus`.
+/// Missing is a failure, never a skip.
 pub fn corpus_dir() -> PathBuf {
     let dir = std::env::var_os("BSON_CORPUS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bson-corpus"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bson-corpus")
+        });
     assert!(
         dir.join("double.json").is_file(),
         "the BSON corpus is missing at {} (set BSON_CORPUS_DIR); these tests do not skip",
