@@ -1,60 +1,24 @@
 //! The ingest service: a request body in, records stored, a summary out.
 //!
-//! A request is all or nothing at the edge: every event is parsed and checked before the
-//! first file is written, so a bad event in a batch writes nothing and names its index.
-//! Storage is per record and idempotent, so a batch that failed half-way is simply
-//! retried: records already stored come back as `alreadyPresent`.
+//! A request is all or nothing at the edge: every event is parsed and checked, and its
+//! file's bytes made, before the first file is written, so a bad event in a batch writes
+//! nothing and names its index. Storage is per record and idempotent, so a batch that
+//! failed half-way is simply retried: records already stored come back as `alreadyPresent`.
+//!
+//! Memory: the body, plus each record's bytes (about the size of its event in relaxed
+//! encoding), and nothing in between (README, "Memory").
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use bson::Document;
-use serde_json::{json, Value};
+use bytes::Bytes;
 
-use crate::domain::extjson::{self, BodyError};
-use crate::domain::{ChangeEvent, Encoding, PathLayout, Record};
+use crate::blocking::run_sized;
+use crate::domain::extjson::{split_events, BodyError, Framing};
+use crate::domain::{ChangeEvent, Encoding, EventError, PathLayout, Record};
 use crate::error::IngestError;
 use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
-/// Bodies larger than this are parsed on the blocking pool so they do not stall the
-/// threads serving other requests.
-pub(crate) const INLINE_PARSE_LIMIT: usize = 64 * 1024;
-
-/// How the events are framed in the body, from its `Content-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
-    /// One change event object, or a JSON array of them.
-    Json,
-    /// One change event per line.
-    Ndjson,
-}
-
-impl BodyFormat {
-    pub fn from_content_type(content_type: Option<&str>) -> Result<BodyFormat, IngestError> {
-        let Some(content_type) = content_type else {
-            return Err(IngestError::UnsupportedMediaType(
-                "Content-Type is missing; send application/json or application/x-ndjson".into(),
-            ));
-        };
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "application/json" => Ok(BodyFormat::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
-                Ok(BodyFormat::Ndjson)
-            }
-            _ => Err(IngestError::UnsupportedMediaType(format!(
-                "Content-Type {essence:?} is not supported; send application/json or application/x-ndjson"
-            ))),
-        }
-    }
-}
-
-/// What a request did; the body of the 200 answer.
+/// What a request did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub events: usize,
@@ -63,16 +27,12 @@ pub struct Summary {
     pub already_present: Vec<String>,
 }
 
-impl Summary {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "events": self.events,
-            "written": self.written.len(),
-            "alreadyPresent": self.already_present.len(),
-            "skipped": self.skipped,
-            "paths": { "written": self.written, "alreadyPresent": self.already_present },
-        })
-    }
+/// The files a body becomes, with its counts.
+#[derive(Debug)]
+struct Prepared {
+    files: Vec<LakeFile>,
+    events: usize,
+    skipped: usize,
 }
 
 /// Parses change events, selects and encodes records, and stores them through a [`Sink`].
@@ -100,20 +60,19 @@ impl Ingestor {
     pub async fn ingest(
         self: &Arc<Self>,
         body: Bytes,
-        format: BodyFormat,
+        framing: Framing,
     ) -> Result<Summary, IngestError> {
-        let (prepared, events, skipped) = if body.len() > INLINE_PARSE_LIMIT {
-            let this = Arc::clone(self);
-            tokio::task::spawn_blocking(move || this.prepare(&body, format))
-                .await
-                .map_err(|e| IngestError::Internal(format!("parsing task failed: {e}")))??
-        } else {
-            self.prepare(&body, format)?
-        };
+        let this = Arc::clone(self);
+        // The body is dropped as soon as its files are made.
+        let prepared = run_sized(body.len(), move || this.prepare(&body, framing)).await??;
 
-        let records = prepared.len();
-        let paths: Vec<String> = prepared.iter().map(|file| file.path.to_string()).collect();
-        let outcomes = self.sink.store_all(prepared).await;
+        let records = prepared.files.len();
+        let paths: Vec<String> = prepared
+            .files
+            .iter()
+            .map(|file| file.path.to_string())
+            .collect();
+        let outcomes = self.sink.store_all(prepared.files).await;
         if outcomes.len() != records {
             // A sink bug must not turn into a 200 for records nobody stored.
             return Err(IngestError::Storage {
@@ -127,8 +86,8 @@ impl Ingestor {
         }
 
         let mut summary = Summary {
-            events,
-            skipped,
+            events: prepared.events,
+            skipped: prepared.skipped,
             ..Summary::default()
         };
         let mut failed = 0;
@@ -153,88 +112,48 @@ impl Ingestor {
         }
     }
 
-    /// Parses and checks every event, returning the records to store, the number of
-    /// events and the number skipped (non-data events). Each event becomes its file as
-    /// soon as it is read, so a batch never holds all its parsed documents at once.
-    fn prepare(
-        &self,
-        body: &[u8],
-        format: BodyFormat,
-    ) -> Result<(Vec<LakeFile>, usize, usize), IngestError> {
-        let mut files = Vec::new();
-        let mut skipped = 0;
-        let mut add = |document: Document| -> Result<(), String> {
-            match self.to_file(document)? {
-                Some(file) => files.push(file),
-                None => skipped += 1,
-            }
-            Ok(())
+    /// Finds, parses and checks every event and makes its file. Each event is read from
+    /// the body's text only when its turn comes, so a batch never holds more than the
+    /// files made so far.
+    fn prepare(&self, body: &[u8], framing: Framing) -> Result<Prepared, IngestError> {
+        let events = split_events(body, framing).map_err(IngestError::from)?;
+        let mut prepared = Prepared {
+            files: Vec::with_capacity(events.texts.len()),
+            events: events.texts.len(),
+            skipped: 0,
         };
-        let events = match format {
-            BodyFormat::Json => {
-                extjson::parse_json_body(body, &mut add).map_err(into_ingest_error)?
-            }
-            BodyFormat::Ndjson => {
-                let lines = body
-                    .split(|&byte| byte == b'\n')
-                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace));
-                let mut count = 0;
-                for (index, line) in lines.enumerate() {
-                    let document =
-                        extjson::parse_ndjson_line(line, index).map_err(into_ingest_error)?;
-                    add(document).map_err(|detail| IngestError::InvalidEvent {
-                        detail,
-                        index: Some(index),
-                    })?;
-                    count += 1;
+        for (index, text) in events.texts.into_iter().enumerate() {
+            let refused = |error: EventError| IngestError::InvalidEvent {
+                detail: error.to_string(),
+                index: events.is_batch.then_some(index),
+            };
+            match ChangeEvent::parse(text).map_err(refused)? {
+                ChangeEvent::Data(change) => {
+                    let record = Record::try_from(*change).map_err(refused)?;
+                    prepared.files.push(LakeFile {
+                        path: self.layout.path_for(&record),
+                        contents: record.to_json_line(self.encoding).map_err(refused)?,
+                    });
                 }
-                count
+                ChangeEvent::Other { .. } => prepared.skipped += 1,
             }
-        };
-        Ok((files, events, skipped))
-    }
-
-    /// The file for one change event, or `None` for an event the lake skips.
-    fn to_file(&self, document: Document) -> Result<Option<LakeFile>, String> {
-        let change = match ChangeEvent::parse(document).map_err(|e| e.to_string())? {
-            ChangeEvent::Data(change) => change,
-            ChangeEvent::Other { .. } => return Ok(None),
-        };
-        let record = Record::try_from(*change).map_err(|e| e.to_string())?;
-        Ok(Some(LakeFile {
-            path: self.layout.path_for(&record),
-            contents: record.into_json_line(self.encoding),
-        }))
+        }
+        Ok(prepared)
     }
 }
 
-fn into_ingest_error(error: BodyError) -> IngestError {
-    match error {
-        BodyError::Malformed { detail, index } => IngestError::MalformedJson { detail, index },
-        BodyError::Invalid { detail, index } => IngestError::InvalidEvent { detail, index },
+impl From<BodyError> for IngestError {
+    fn from(error: BodyError) -> IngestError {
+        match error {
+            BodyError::Malformed { detail, index } => IngestError::MalformedJson { detail, index },
+            BodyError::Invalid { detail, index } => IngestError::InvalidEvent { detail, index },
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_types_are_recognised() {
-        let parse = |ct| BodyFormat::from_content_type(ct).ok();
-        assert_eq!(parse(Some("application/json")), Some(BodyFormat::Json));
-        assert_eq!(
-            parse(Some("Application/JSON; charset=utf-8")),
-            Some(BodyFormat::Json)
-        );
-        assert_eq!(
-            parse(Some("application/x-ndjson")),
-            Some(BodyFormat::Ndjson)
-        );
-        assert_eq!(parse(Some("text/plain")), None);
-        assert_eq!(parse(Some("application/x-www-form-urlencoded")), None);
-        assert_eq!(parse(None), None);
-    }
 
     /// A sink that must never be reached: these tests stop before storage.
     struct Unreachable;
@@ -262,7 +181,7 @@ mod tests {
     fn ndjson_errors_name_the_event_not_the_line() {
         let body = format!("{EVENT}\r\n\n  \n{{oops\n");
         let error = ingestor()
-            .prepare(body.as_bytes(), BodyFormat::Ndjson)
+            .prepare(body.as_bytes(), Framing::Ndjson)
             .map(drop)
             .expect_err("bad line");
         assert_eq!(error.index(), Some(1), "blank lines do not count");
@@ -270,7 +189,7 @@ mod tests {
 
         let body = format!("{EVENT}\n{{\"operationType\":\"insert\"}}\n");
         let error = ingestor()
-            .prepare(body.as_bytes(), BodyFormat::Ndjson)
+            .prepare(body.as_bytes(), Framing::Ndjson)
             .map(drop)
             .expect_err("not a change event");
         assert_eq!((error.code(), error.index()), ("invalid_event", Some(1)));
@@ -279,14 +198,27 @@ mod tests {
     #[test]
     fn events_become_files_and_others_are_skipped() {
         let body = format!("[{EVENT},{{\"operationType\":\"drop\"}}]");
-        let (files, events, skipped) = ingestor()
-            .prepare(body.as_bytes(), BodyFormat::Json)
+        let prepared = ingestor()
+            .prepare(body.as_bytes(), Framing::Json)
             .expect("valid batch");
-        assert_eq!((files.len(), events, skipped), (1, 2, 1));
+        assert_eq!(
+            (prepared.files.len(), prepared.events, prepared.skipped),
+            (1, 2, 1)
+        );
         let error = ingestor()
-            .prepare(b"42", BodyFormat::Json)
+            .prepare(b"42", Framing::Json)
             .map(drop)
             .expect_err("not an object");
+        assert_eq!((error.code(), error.index()), ("invalid_event", None));
+        let error = ingestor()
+            .prepare(
+                format!("{EVENT}")
+                    .replace("\"_id\":1}}", "\"_id\":{\"$numberInt\":\"x\"}}}")
+                    .as_bytes(),
+                Framing::Json,
+            )
+            .map(drop)
+            .expect_err("an invalid document");
         assert_eq!((error.code(), error.index()), ("invalid_event", None));
     }
 }

@@ -6,6 +6,7 @@
 //! `sink` is where records are stored. `signature` checks signed requests; `error` maps
 //! failures to HTTP answers.
 
+mod blocking;
 pub mod configuration;
 pub mod domain;
 pub mod error;

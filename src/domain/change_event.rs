@@ -5,13 +5,20 @@
 //! is checked; unknown fields are ignored so new server versions do not break ingestion.
 
 use bson::{Bson, DateTime, Document, Timestamp};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::extjson::{read_value, ExtJsonError, JsonDocument};
 
 /// A parsed change event: either a change to one document, which the lake stores, or any
 /// other event (drop, rename, invalidate, DDL, ...), which is acknowledged and skipped.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChangeEvent {
+///
+/// The documents it carries stay text borrowed from the request body (`'b`) until the
+/// record is written: a document costs its output, never a tree.
+#[derive(Debug, Clone)]
+pub enum ChangeEvent<'b> {
     /// Boxed: a data change is large, the other kind is a name.
-    Data(Box<DataChange>),
+    Data(Box<DataChange<'b>>),
     Other {
         operation_type: String,
     },
@@ -44,20 +51,23 @@ pub struct Namespace {
 }
 
 /// A change to one document, with everything the lake record is made of.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DataChange {
+#[derive(Debug, Clone)]
+pub struct DataChange<'b> {
     pub operation: DataOperation,
     /// The resume token's `_data` string: unique per event, stable across redeliveries.
     pub event_id: String,
     pub ns: Namespace,
+    /// Read into BSON: the file name is made from its `_id`.
     pub document_key: Document,
+    /// The same document key as text, for records whose `data` is the key.
+    pub document_key_text: JsonDocument<'b>,
     pub cluster_time: Timestamp,
     pub wall_time: Option<DateTime>,
     pub txn_number: Option<Bson>,
     /// `None` when absent or `null` (update without "Full Document", or deleted since).
-    pub full_document: Option<Document>,
-    pub full_document_before_change: Option<Document>,
-    pub update_description: Option<Document>,
+    pub full_document: Option<JsonDocument<'b>>,
+    pub full_document_before_change: Option<JsonDocument<'b>>,
+    pub update_description: Option<JsonDocument<'b>>,
 }
 
 /// Why a body is not a usable change event; names the offending field.
@@ -69,7 +79,7 @@ pub struct EventError {
 }
 
 impl EventError {
-    fn missing(field: &'static str) -> EventError {
+    pub(crate) fn missing(field: &'static str) -> EventError {
         EventError {
             field,
             problem: "is missing".to_owned(),
@@ -82,13 +92,58 @@ impl EventError {
             problem: format!("must be {expected}, found {:?}", found.element_type()),
         }
     }
+
+    /// `field` (or a value inside it, named by the error's path) is not valid Extended JSON.
+    pub(crate) fn in_field(field: &'static str, error: ExtJsonError) -> EventError {
+        let problem = if error.path.is_empty() {
+            format!("is not valid: {}", error.problem)
+        } else {
+            format!(
+                "has an invalid value at `{field}.{}`: {}",
+                error.path.join("."),
+                error.problem
+            )
+        };
+        EventError { field, problem }
+    }
 }
 
-impl ChangeEvent {
-    /// Parses one change event. Takes the document by value so the (possibly large)
-    /// documents inside move into the result without copying.
-    pub fn parse(mut event: Document) -> Result<ChangeEvent, EventError> {
-        let operation_type = match event.remove("operationType") {
+/// The top-level fields of a change event the lake reads, as text; the rest is skipped
+/// unread. A field given twice is refused (which one would be meant?).
+#[derive(Deserialize)]
+struct EventFields<'b> {
+    #[serde(rename = "_id", borrow, default)]
+    id: Option<&'b RawValue>,
+    #[serde(rename = "operationType", borrow, default)]
+    operation_type: Option<&'b RawValue>,
+    #[serde(rename = "clusterTime", borrow, default)]
+    cluster_time: Option<&'b RawValue>,
+    #[serde(rename = "wallTime", borrow, default)]
+    wall_time: Option<&'b RawValue>,
+    #[serde(borrow, default)]
+    ns: Option<&'b RawValue>,
+    #[serde(rename = "documentKey", borrow, default)]
+    document_key: Option<&'b RawValue>,
+    #[serde(rename = "txnNumber", borrow, default)]
+    txn_number: Option<&'b RawValue>,
+    #[serde(rename = "fullDocument", borrow, default)]
+    full_document: Option<&'b RawValue>,
+    #[serde(rename = "fullDocumentBeforeChange", borrow, default)]
+    full_document_before_change: Option<&'b RawValue>,
+    #[serde(rename = "updateDescription", borrow, default)]
+    update_description: Option<&'b RawValue>,
+}
+
+impl<'b> ChangeEvent<'b> {
+    /// Parses one change event from its JSON text (an object). Small fields are read into
+    /// BSON; documents stay text, checked when the record is written.
+    pub fn parse(event: &'b RawValue) -> Result<ChangeEvent<'b>, EventError> {
+        let fields: EventFields<'b> =
+            serde_json::from_str(event.get()).map_err(|error| EventError {
+                field: "event",
+                problem: format!("is not a change event object: {error}"),
+            })?;
+        let operation_type = match small(fields.operation_type, "operationType")? {
             Some(Bson::String(name)) => name,
             Some(other) => return Err(EventError::wrong_type("operationType", "a string", &other)),
             None => return Err(EventError::missing("operationType")),
@@ -100,8 +155,7 @@ impl ChangeEvent {
             "delete" => DataOperation::Delete,
             _ => return Ok(ChangeEvent::Other { operation_type }),
         };
-
-        let event_id = match take_document(&mut event, "_id")?.remove("_data") {
+        let event_id = match document(small(fields.id, "_id")?, "_id")?.remove("_data") {
             Some(Bson::String(token)) if !token.is_empty() => token,
             Some(other) => {
                 return Err(EventError::wrong_type(
@@ -112,59 +166,71 @@ impl ChangeEvent {
             }
             None => return Err(EventError::missing("_id._data")),
         };
-        let cluster_time = match event.remove("clusterTime") {
+        let cluster_time = match small(fields.cluster_time, "clusterTime")? {
             Some(Bson::Timestamp(timestamp)) => timestamp,
             Some(other) => {
                 return Err(EventError::wrong_type("clusterTime", "a timestamp", &other))
             }
             None => return Err(EventError::missing("clusterTime")),
         };
-        let wall_time = match event.remove("wallTime") {
+        let wall_time = match small(fields.wall_time, "wallTime")? {
             Some(Bson::DateTime(date)) => Some(date),
             None | Some(Bson::Null) => None,
             Some(other) => return Err(EventError::wrong_type("wallTime", "a date", &other)),
         };
-        let mut ns = take_document(&mut event, "ns")?;
+        let mut ns = document(small(fields.ns, "ns")?, "ns")?;
         let ns = Namespace {
             db: take_string(&mut ns, "ns.db")?,
             coll: take_string(&mut ns, "ns.coll")?,
         };
-        let document_key = take_document(&mut event, "documentKey")?;
-
+        let document_key = document(small(fields.document_key, "documentKey")?, "documentKey")?;
+        let document_key_text = text(fields.document_key, "documentKey")?
+            .ok_or_else(|| EventError::missing("documentKey"))?;
         Ok(ChangeEvent::Data(Box::new(DataChange {
             operation,
             event_id,
             ns,
             document_key,
+            document_key_text,
             cluster_time,
             wall_time,
-            txn_number: event.remove("txnNumber"),
-            full_document: take_optional_document(&mut event, "fullDocument")?,
-            full_document_before_change: take_optional_document(
-                &mut event,
+            txn_number: small(fields.txn_number, "txnNumber")?,
+            full_document: text(fields.full_document, "fullDocument")?,
+            full_document_before_change: text(
+                fields.full_document_before_change,
                 "fullDocumentBeforeChange",
             )?,
-            update_description: take_optional_document(&mut event, "updateDescription")?,
+            update_description: text(fields.update_description, "updateDescription")?,
         })))
     }
 }
 
-fn take_document(event: &mut Document, field: &'static str) -> Result<Document, EventError> {
-    match event.remove(field) {
-        Some(Bson::Document(document)) => Ok(document),
-        Some(other) => Err(EventError::wrong_type(field, "a document", &other)),
-        None => Err(EventError::missing(field)),
+/// A small field read into BSON.
+fn small(raw: Option<&RawValue>, field: &'static str) -> Result<Option<Bson>, EventError> {
+    raw.map(read_value)
+        .transpose()
+        .map_err(|error| EventError::in_field(field, error))
+}
+
+/// A document field kept as text; `None` when absent or `null`.
+fn text<'b>(
+    raw: Option<&'b RawValue>,
+    field: &'static str,
+) -> Result<Option<JsonDocument<'b>>, EventError> {
+    match raw.map(JsonDocument::from_raw).transpose() {
+        Ok(document) => Ok(document.flatten()),
+        Err(_) => Err(EventError {
+            field,
+            problem: "must be a document or null".to_owned(),
+        }),
     }
 }
 
-fn take_optional_document(
-    event: &mut Document,
-    field: &'static str,
-) -> Result<Option<Document>, EventError> {
-    match event.remove(field) {
-        Some(Bson::Document(document)) => Ok(Some(document)),
-        None | Some(Bson::Null) => Ok(None),
-        Some(other) => Err(EventError::wrong_type(field, "a document or null", &other)),
+fn document(value: Option<Bson>, field: &'static str) -> Result<Document, EventError> {
+    match value {
+        Some(Bson::Document(document)) => Ok(document),
+        Some(other) => Err(EventError::wrong_type(field, "a document", &other)),
+        None => Err(EventError::missing(field)),
     }
 }
 
@@ -181,23 +247,28 @@ fn take_string(document: &mut Document, field: &'static str) -> Result<String, E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::{doc, oid::ObjectId};
+    use serde_json::{json, Value};
 
-    fn insert_event() -> Document {
-        doc! {
+    fn insert_event() -> Value {
+        json!({
             "_id": {"_data": "8264F1A2B3000000012B022C0100296E5A1004"},
             "operationType": "insert",
-            "clusterTime": Timestamp { time: 1_700_000_000, increment: 3 },
-            "wallTime": DateTime::from_millis(1_700_000_000_123),
+            "clusterTime": {"$timestamp": {"t": 1_700_000_000, "i": 3}},
+            "wallTime": {"$date": {"$numberLong": "1700000000123"}},
             "ns": {"db": "sample_mflix", "coll": "movies"},
-            "documentKey": {"_id": ObjectId::parse_str("573a1390f29313caabcd4135").unwrap_or_default()},
+            "documentKey": {"_id": {"$oid": "573a1390f29313caabcd4135"}},
             "fullDocument": {"_id": 1, "title": "Blacksmith Scene"},
-        }
+        })
+    }
+
+    fn raw(event: &Value) -> Box<RawValue> {
+        RawValue::from_string(event.to_string()).expect("JSON")
     }
 
     #[test]
     fn parses_a_data_change() {
-        let ChangeEvent::Data(change) = ChangeEvent::parse(insert_event()).expect("valid") else {
+        let text = raw(&insert_event());
+        let ChangeEvent::Data(change) = ChangeEvent::parse(&text).expect("valid") else {
             panic!("insert is a data change");
         };
         assert_eq!(change.operation, DataOperation::Insert);
@@ -205,51 +276,79 @@ mod tests {
         assert_eq!(change.ns.coll, "movies");
         assert_eq!(change.cluster_time.increment, 3);
         assert_eq!(
-            change.full_document,
-            Some(doc! {"_id": 1, "title": "Blacksmith Scene"})
+            change.wall_time,
+            Some(DateTime::from_millis(1_700_000_000_123))
         );
+        assert_eq!(
+            change.full_document.map(|d| d.as_str()),
+            Some(r#"{"_id":1,"title":"Blacksmith Scene"}"#)
+        );
+        assert!(matches!(
+            change.document_key.get("_id"),
+            Some(Bson::ObjectId(_))
+        ));
     }
 
     #[test]
     fn non_data_events_need_only_an_operation_type() {
-        let parsed = ChangeEvent::parse(doc! {"operationType": "dropDatabase"});
-        assert_eq!(
+        let text = raw(&json!({"operationType": "dropDatabase", "other": [1, {"$bad": 1}]}));
+        let parsed = ChangeEvent::parse(&text).expect("valid");
+        assert!(matches!(
             parsed,
-            Ok(ChangeEvent::Other {
-                operation_type: "dropDatabase".to_owned()
-            })
-        );
+            ChangeEvent::Other { operation_type } if operation_type == "dropDatabase"
+        ));
     }
 
     #[test]
     fn null_full_document_is_absent() {
         let mut event = insert_event();
-        event.insert("operationType", "update");
-        event.insert("fullDocument", Bson::Null);
-        let ChangeEvent::Data(change) = ChangeEvent::parse(event).expect("valid") else {
+        event["operationType"] = json!("update");
+        event["fullDocument"] = Value::Null;
+        let text = raw(&event);
+        let ChangeEvent::Data(change) = ChangeEvent::parse(&text).expect("valid") else {
             panic!("update is a data change");
         };
-        assert_eq!(change.full_document, None);
+        assert!(change.full_document.is_none());
     }
 
     #[test]
     fn errors_name_the_field() {
-        let cases: [(&str, Option<Bson>, &str); 6] = [
+        let cases: [(&str, Option<Value>, &str); 9] = [
             ("operationType", None, "operationType"),
-            ("operationType", Some(Bson::Int32(1)), "operationType"),
-            ("_id", Some(Bson::Document(doc! {"x": 1})), "_id._data"),
-            ("clusterTime", Some(Bson::Int64(5)), "clusterTime"),
-            ("ns", Some(Bson::Document(doc! {"db": "d"})), "ns.coll"),
+            ("operationType", Some(json!(1)), "operationType"),
+            ("_id", Some(json!({"x": 1})), "_id._data"),
+            (
+                "clusterTime",
+                Some(json!({"$numberLong": "5"})),
+                "clusterTime",
+            ),
+            ("clusterTime", Some(json!({"$timestamp": 5})), "clusterTime"),
+            ("ns", Some(json!({"db": "d"})), "ns.coll"),
             ("documentKey", None, "documentKey"),
+            ("fullDocument", Some(json!([1])), "fullDocument"),
+            (
+                "documentKey",
+                Some(json!({"_id": (0..20_000).collect::<Vec<_>>()})),
+                "documentKey",
+            ),
         ];
         for (field, replacement, named) in cases {
             let mut event = insert_event();
             match replacement {
-                Some(value) => event.insert(field, value),
-                None => event.remove(field),
+                Some(value) => event[field] = value,
+                None => {
+                    event.as_object_mut().map(|e| e.remove(field));
+                }
             };
-            let error = ChangeEvent::parse(event).expect_err(field);
+            let text = raw(&event);
+            let error = ChangeEvent::parse(&text).expect_err(field);
             assert_eq!(error.field, named, "{error}");
         }
+        let twice = RawValue::from_string(
+            r#"{"operationType":"insert","operationType":"delete"}"#.to_owned(),
+        )
+        .expect("JSON");
+        let error = ChangeEvent::parse(&twice).expect_err("a field given twice");
+        assert!(error.to_string().contains("duplicate field"), "{error}");
     }
 }

@@ -282,15 +282,27 @@ impl UtcHour {
 mod tests {
     use super::*;
     use crate::domain::change_event::{DataOperation, Namespace};
+    use crate::domain::extjson::JsonDocument;
     use crate::domain::record::DataSource;
-    use bson::{doc, oid::ObjectId, Binary, Document, Timestamp};
+    use bson::{doc, oid::ObjectId, Binary, Timestamp};
     use proptest::prelude::*;
+    use serde_json::value::RawValue;
 
-    fn record(db: &str, coll: &str, id: Bson, token: &str, time: u32, increment: u32) -> Record {
+    fn record(
+        db: &str,
+        coll: &str,
+        id: Bson,
+        token: &str,
+        time: u32,
+        increment: u32,
+    ) -> Record<'static> {
+        let empty: &'static RawValue = serde_json::from_str("{}").expect("JSON");
         Record {
             operation: DataOperation::Insert,
             data_source: DataSource::FullDocument,
-            data: Document::new(),
+            data: JsonDocument::from_raw(empty)
+                .expect("an object")
+                .expect("not null"),
             event_id: token.to_owned(),
             ns: Namespace {
                 db: db.to_owned(),

@@ -4,7 +4,10 @@
 use bson::{Bson, DateTime, Document, Timestamp};
 
 use super::change_event::{DataChange, DataOperation, EventError, Namespace};
-use super::extjson::{write_extjson, write_str, Encoding};
+use super::extjson::{
+    write_bson_document, write_document, write_extjson, write_str, Encoding, ExtJsonError,
+    JsonDocument,
+};
 
 /// Where a record's `data` came from in the change event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,26 +28,26 @@ impl DataSource {
 }
 
 /// One lake record: the selected document plus the event's identity and time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+#[derive(Debug, Clone)]
+pub struct Record<'b> {
     pub operation: DataOperation,
     pub data_source: DataSource,
-    pub data: Document,
+    pub data: JsonDocument<'b>,
     pub event_id: String,
     pub ns: Namespace,
     pub document_key: Document,
     pub cluster_time: Timestamp,
     pub wall_time: Option<DateTime>,
     pub txn_number: Option<Bson>,
-    pub update_description: Option<Document>,
+    pub update_description: Option<JsonDocument<'b>>,
 }
 
-impl TryFrom<DataChange> for Record {
+impl<'b> TryFrom<DataChange<'b>> for Record<'b> {
     type Error = EventError;
 
     /// Selects the document to keep (README, "Selecting the document"): the post-image
     /// when there is one, the pre-image for deletes, else the document key.
-    fn try_from(change: DataChange) -> Result<Record, EventError> {
+    fn try_from(change: DataChange<'b>) -> Result<Record<'b>, EventError> {
         let (data_source, data) = match (change.operation, change.full_document) {
             (DataOperation::Insert | DataOperation::Replace, Some(full)) => {
                 (DataSource::FullDocument, full)
@@ -58,9 +61,9 @@ impl TryFrom<DataChange> for Record {
             (DataOperation::Update, Some(full)) => (DataSource::FullDocument, full),
             (DataOperation::Delete, _) => match change.full_document_before_change {
                 Some(before) => (DataSource::FullDocumentBeforeChange, before),
-                None => (DataSource::DocumentKey, change.document_key.clone()),
+                None => (DataSource::DocumentKey, change.document_key_text),
             },
-            (DataOperation::Update, None) => (DataSource::DocumentKey, change.document_key.clone()),
+            (DataOperation::Update, None) => (DataSource::DocumentKey, change.document_key_text),
         };
         Ok(Record {
             operation: change.operation,
@@ -77,20 +80,25 @@ impl TryFrom<DataChange> for Record {
     }
 }
 
-impl Record {
+impl Record<'_> {
     /// The file's contents: one JSON object on one line, ending in `\n`, so a folder of
-    /// records is also valid JSON Lines for Spark's and Synapse's readers.
+    /// records is also valid JSON Lines for Spark's and Synapse's readers. The documents'
+    /// Extended JSON is checked here, as it is written.
     ///
     /// Deterministic: the same event always gives the same bytes, which is what makes a
     /// redelivered event land as an identical file.
-    pub fn into_json_line(self, encoding: Encoding) -> Vec<u8> {
-        let mut line = JsonObject::with_capacity(512);
+    pub fn to_json_line(&self, encoding: Encoding) -> Result<Vec<u8>, EventError> {
+        // Relaxed output is about the size of its input: one allocation in the common case.
+        let documents =
+            self.data.as_str().len() + self.update_description.map_or(0, |u| u.as_str().len());
+        let mut line = JsonObject::with_capacity(512 + documents);
         line.text("operationType", self.operation.as_str());
         line.text("dataSource", self.data_source.as_str());
         line.text("eventId", &self.event_id);
-        let ns = doc_ns(self.ns);
+        let ns = doc_ns(&self.ns);
         line.bson("ns", &ns, encoding);
-        line.bson("documentKey", &Bson::Document(self.document_key), encoding);
+        line.key("documentKey");
+        write_bson_document(&mut line.out, &self.document_key, encoding);
         line.bson("clusterTime", &Bson::Timestamp(self.cluster_time), encoding);
         if let Some(wall_time) = self.wall_time {
             line.bson("wallTime", &Bson::DateTime(wall_time), encoding);
@@ -99,17 +107,19 @@ impl Record {
             line.bson("txnNumber", txn_number, encoding);
         }
         if let Some(update) = self.update_description {
-            line.bson("updateDescription", &Bson::Document(update), encoding);
+            line.document("updateDescription", update, encoding)
+                .map_err(|error| EventError::in_field("updateDescription", error))?;
         }
-        line.bson("data", &Bson::Document(self.data), encoding);
-        line.finish()
+        line.document("data", self.data, encoding)
+            .map_err(|error| EventError::in_field(self.data_source.as_str(), error))?;
+        Ok(line.finish())
     }
 }
 
-fn doc_ns(ns: Namespace) -> Bson {
+fn doc_ns(ns: &Namespace) -> Bson {
     let mut document = Document::new();
-    document.insert("db", ns.db);
-    document.insert("coll", ns.coll);
+    document.insert("db", ns.db.as_str());
+    document.insert("coll", ns.coll.as_str());
     Bson::Document(document)
 }
 
@@ -143,6 +153,16 @@ impl JsonObject {
         write_extjson(&mut self.out, value, encoding);
     }
 
+    fn document(
+        &mut self,
+        key: &str,
+        document: JsonDocument<'_>,
+        encoding: Encoding,
+    ) -> Result<(), ExtJsonError> {
+        self.key(key);
+        write_document(&mut self.out, document, encoding)
+    }
+
     fn finish(mut self) -> Vec<u8> {
         self.out.extend_from_slice(b"}\n");
         self.out
@@ -153,8 +173,18 @@ impl JsonObject {
 mod tests {
     use super::*;
     use bson::doc;
+    use serde_json::value::RawValue;
 
-    fn change(operation: DataOperation) -> DataChange {
+    /// Test documents live as long as the test: leaked on purpose.
+    fn text(json: &str) -> JsonDocument<'static> {
+        let raw: &'static RawValue =
+            Box::leak(RawValue::from_string(json.to_owned()).expect("JSON"));
+        JsonDocument::from_raw(raw)
+            .expect("an object")
+            .expect("not null")
+    }
+
+    fn change(operation: DataOperation) -> DataChange<'static> {
         DataChange {
             operation,
             event_id: "82AB".to_owned(),
@@ -163,6 +193,7 @@ mod tests {
                 coll: "movies".to_owned(),
             },
             document_key: doc! {"_id": 7},
+            document_key_text: text(r#"{"_id":7}"#),
             cluster_time: Timestamp {
                 time: 1_700_000_000,
                 increment: 1,
@@ -175,36 +206,33 @@ mod tests {
         }
     }
 
-    fn select(change: DataChange) -> (DataSource, Document) {
+    fn select(change: DataChange<'_>) -> (DataSource, &str) {
         let record = Record::try_from(change).expect("selectable");
-        (record.data_source, record.data)
+        (record.data_source, record.data.as_str())
     }
 
     #[test]
     fn selection_follows_the_table() {
-        let full = doc! {"_id": 7, "title": "after"};
-        let before = doc! {"_id": 7, "title": "before"};
-        let key = doc! {"_id": 7};
-
+        let full = r#"{"_id":7,"title":"after"}"#;
+        let before = r#"{"_id":7,"title":"before"}"#;
+        let key = r#"{"_id":7}"#;
         for operation in [
             DataOperation::Insert,
             DataOperation::Replace,
             DataOperation::Update,
         ] {
             let mut event = change(operation);
-            event.full_document = Some(full.clone());
-            assert_eq!(select(event), (DataSource::FullDocument, full.clone()));
+            event.full_document = Some(text(full));
+            assert_eq!(select(event), (DataSource::FullDocument, full));
         }
-
         let mut update = change(DataOperation::Update);
-        update.update_description = Some(doc! {"updatedFields": {"title": "after"}});
+        update.update_description = Some(text(r#"{"updatedFields":{"title":"after"}}"#));
         let record = Record::try_from(update).expect("selectable");
         assert_eq!(record.data_source, DataSource::DocumentKey);
-        assert_eq!(record.data, key);
+        assert_eq!(record.data.as_str(), key);
         assert!(record.update_description.is_some());
-
         let mut delete = change(DataOperation::Delete);
-        delete.full_document_before_change = Some(before.clone());
+        delete.full_document_before_change = Some(text(before));
         assert_eq!(
             select(delete),
             (DataSource::FullDocumentBeforeChange, before)
@@ -224,9 +252,9 @@ mod tests {
     #[test]
     fn json_line_is_one_line_with_fixed_key_order() {
         let mut event = change(DataOperation::Insert);
-        event.full_document = Some(doc! {"_id": 7, "n": 1_i64});
+        event.full_document = Some(text(r#"{"_id":7,"n":{"$numberLong":"1"}}"#));
         let record = Record::try_from(event).expect("selectable");
-        let line = record.clone().into_json_line(Encoding::Canonical);
+        let line = record.to_json_line(Encoding::Canonical).expect("valid");
         let text = String::from_utf8(line).expect("utf-8");
         assert_eq!(text.matches('\n').count(), 1);
         assert!(text.ends_with('\n'));
@@ -249,8 +277,22 @@ mod tests {
         );
         assert_eq!(value["data"]["n"], serde_json::json!({"$numberLong": "1"}));
         assert_eq!(
-            record.into_json_line(Encoding::Canonical),
+            value["documentKey"],
+            serde_json::json!({"_id": {"$numberInt": "7"}})
+        );
+        assert_eq!(
+            record.to_json_line(Encoding::Canonical).expect("valid"),
             text.into_bytes()
         );
+    }
+
+    #[test]
+    fn invalid_documents_are_refused_naming_the_field_and_path() {
+        let mut event = change(DataOperation::Insert);
+        event.full_document = Some(text(r#"{"a":{"b":{"$numberInt":"x"}}}"#));
+        let record = Record::try_from(event).expect("selectable");
+        let error = record.to_json_line(Encoding::Relaxed).expect_err("invalid");
+        assert_eq!(error.field, "fullDocument");
+        assert!(error.to_string().contains("`fullDocument.a.b`"), "{error}");
     }
 }

@@ -5,9 +5,9 @@ use std::time::Instant;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 
-use super::{finish, read_body, AppState};
+use super::{finish, framing_for, read_body, AppState};
 use crate::error::{IngestError, Reply};
-use crate::ingest::{BodyFormat, Summary};
+use crate::ingest::Summary;
 use crate::signature::{self, SignatureError};
 
 pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> Reply {
@@ -24,12 +24,12 @@ async fn handle(state: &AppState, request: Request) -> Result<Summary, IngestErr
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
-    let format = BodyFormat::from_content_type(content_type)?;
+    let framing = framing_for(content_type)?;
     let body = read_body(request, state.max_body_bytes).await?;
     if let Some(signature) = signature {
         signature.verify(&body).await?;
     }
-    state.ingest(body, format).await
+    state.ingest(body, framing).await
 }
 
 /// Every `X-Ingest-Signature` line, joined by `,` (HTTP allows a list either way).

@@ -13,9 +13,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{finish, read_body, AppState};
+use super::{finish, framing_for, read_body, AppState};
+use crate::blocking::run_sized;
 use crate::error::{IngestError, Reply};
-use crate::ingest::{BodyFormat, Summary, INLINE_PARSE_LIMIT};
+use crate::ingest::Summary;
 use crate::signature;
 
 /// Room for the envelope around a body of the maximum size (JSON string escaping).
@@ -115,18 +116,18 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
 /// media type, then its body, checked against the signature before anything parses it.
 async fn handle(state: &AppState, req: HttpRequestData) -> Result<Summary, IngestError> {
     let signature = state.expect_signature(Ok(req.header_values(signature::HEADER)))?;
-    let format = BodyFormat::from_content_type(req.header("Content-Type"))?;
+    let framing = framing_for(req.header("Content-Type"))?;
     let body = req.into_body();
     if let Some(signature) = signature {
         signature.verify(&body).await?;
     }
-    state.ingest(body, format).await
+    state.ingest(body, framing).await
 }
 
 /// Reads the invocation; large ones on the blocking pool, so a 100 MiB envelope does not
 /// stall the threads serving other requests.
 async fn parse_envelope(body: Bytes) -> Result<HttpRequestData, IngestError> {
-    let small = body.len() <= INLINE_PARSE_LIMIT;
+    let size = body.len();
     let parse = move || {
         serde_json::from_slice::<Invocation>(&body)
             .map(|invocation| invocation.data.req)
@@ -136,12 +137,7 @@ async fn parse_envelope(body: Bytes) -> Result<HttpRequestData, IngestError> {
                 ))
             })
     };
-    if small {
-        return parse();
-    }
-    tokio::task::spawn_blocking(parse)
-        .await
-        .map_err(|error| IngestError::Internal(format!("envelope task failed: {error}")))?
+    run_sized(size, parse).await?
 }
 
 fn envelope(reply: Reply, log_line: String) -> Value {

@@ -23,8 +23,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::task::TaskTracker;
 
+use serde_json::{json, Value};
+
+use crate::blocking::run_sized;
+use crate::domain::extjson::Framing;
 use crate::error::{IngestError, Reply};
-use crate::ingest::{BodyFormat, Ingestor, Summary, INLINE_PARSE_LIMIT};
+use crate::ingest::{Ingestor, Summary};
 use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
 /// Shared by every request.
@@ -53,7 +57,7 @@ pub fn router(state: AppState) -> Router {
 impl AppState {
     /// Ingests one request body. Runs in a tracked task so that a write in flight
     /// is never abandoned half-way through a batch.
-    async fn ingest(&self, body: Bytes, format: BodyFormat) -> Result<Summary, IngestError> {
+    async fn ingest(&self, body: Bytes, framing: Framing) -> Result<Summary, IngestError> {
         if body.len() > self.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
                 limit: self.max_body_bytes,
@@ -61,7 +65,7 @@ impl AppState {
         }
         let ingestor = Arc::clone(&self.ingestor);
         self.tracker
-            .spawn(async move { ingestor.ingest(body, format).await })
+            .spawn(async move { ingestor.ingest(body, framing).await })
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
     }
@@ -98,16 +102,48 @@ impl ExpectedSignature {
     /// Over the exact bytes the sender signed, before anything parses them. Large bodies
     /// are hashed on the blocking pool, where large bodies are parsed too.
     async fn verify(self, body: &Bytes) -> Result<(), IngestError> {
-        let outcome = if body.len() <= INLINE_PARSE_LIMIT {
-            self.verifier.verify_body(&self.header, body)
-        } else {
-            let body = body.clone();
-            tokio::task::spawn_blocking(move || self.verifier.verify_body(&self.header, &body))
-                .await
-                .map_err(|error| IngestError::Internal(format!("signature task failed: {error}")))?
-        };
-        outcome.map_err(IngestError::Unauthorized)
+        let body = body.clone();
+        run_sized(body.len(), move || {
+            self.verifier.verify_body(&self.header, &body)
+        })
+        .await?
+        .map_err(IngestError::Unauthorized)
     }
+}
+
+/// How the events are framed, from the request's `Content-Type`.
+fn framing_for(content_type: Option<&str>) -> Result<Framing, IngestError> {
+    let Some(content_type) = content_type else {
+        return Err(IngestError::UnsupportedMediaType(
+            "Content-Type is missing; send application/json or application/x-ndjson".into(),
+        ));
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Framing::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+            Ok(Framing::Ndjson)
+        }
+        _ => Err(IngestError::UnsupportedMediaType(format!(
+            "Content-Type {essence:?} is not supported; send application/json or application/x-ndjson"
+        ))),
+    }
+}
+
+/// The body of the 200 answer.
+fn summary_json(summary: &Summary) -> Value {
+    json!({
+        "events": summary.events,
+        "written": summary.written.len(),
+        "alreadyPresent": summary.already_present.len(),
+        "skipped": summary.skipped,
+        "paths": { "written": summary.written, "alreadyPresent": summary.already_present },
+    })
 }
 
 /// Reads a body of at most `limit` bytes, refusing early on a larger `Content-Length`.
@@ -153,7 +189,7 @@ fn finish(mode: &'static str, started: Instant, outcome: &Result<Summary, Ingest
                 latency_ms,
                 "ingest"
             );
-            Reply::ok(summary.to_json())
+            Reply::ok(summary_json(summary))
         }
         Err(error) => {
             let reply = Reply::from(error);
@@ -220,4 +256,23 @@ async fn method_not_allowed(request: Request) -> Reply {
         request.method(),
         request.uri().path()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_recognised() {
+        let parse = |ct| framing_for(ct).ok();
+        assert_eq!(parse(Some("application/json")), Some(Framing::Json));
+        assert_eq!(
+            parse(Some("Application/JSON; charset=utf-8")),
+            Some(Framing::Json)
+        );
+        assert_eq!(parse(Some("application/x-ndjson")), Some(Framing::Ndjson));
+        assert_eq!(parse(Some("text/plain")), None);
+        assert_eq!(parse(Some("application/x-www-form-urlencoded")), None);
+        assert_eq!(parse(None), None);
+    }
 }

@@ -8,166 +8,80 @@
 //! and accepts keys containing NUL, which BSON cannot hold. Such input is refused, naming
 //! the field.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 
 use bson::{Bson, Document};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// Why a request body could not be read as change events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
-    /// Not JSON (syntax).
-    Malformed {
-        detail: String,
-        index: Option<usize>,
-    },
-    /// JSON, but not Extended JSON change event objects.
-    Invalid {
-        detail: String,
-        index: Option<usize>,
-    },
-}
+use super::ExtJsonError;
 
-/// Reads the events of an `application/json` body (one event object, or an array of
-/// them), handing each document to `each` as soon as it is read, so a large batch never
-/// holds all its documents at once. `each` refuses an event with a message; errors carry
-/// the element's index when the body is an array. Returns the number of events.
-pub fn parse_json_body(
-    body: &[u8],
-    each: &mut dyn FnMut(Document) -> Result<(), String>,
-) -> Result<usize, BodyError> {
-    let context = Context::default();
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let visitor = BodyVisitor {
-        context: &context,
-        each,
-    };
-    let parsed = de::Deserializer::deserialize_any(&mut deserializer, visitor)
-        .and_then(|count| deserializer.end().map(|()| count));
-    parsed.map_err(|error| match context.refused_event.take() {
-        Some(detail) => BodyError::Invalid {
-            detail,
-            index: context.index.get(),
-        },
-        None => context.refusal(error, context.index.get()),
-    })
-}
+/// Values (scalars, arrays, objects) one event field read into a tree may hold. The
+/// fields read whole (the resume token, `ns`, `documentKey`, times) hold a few; a bound
+/// keeps a hostile one from costing memory out of proportion to its size.
+pub const MAX_FIELD_VALUES: usize = 10_000;
 
-/// One event of an NDJSON body; `index` is its position, for errors.
-pub fn parse_ndjson_line(line: &[u8], index: usize) -> Result<Document, BodyError> {
+/// Reads one small Extended JSON value (an event's metadata field) into BSON.
+pub fn read_value(raw: &RawValue) -> Result<Bson, ExtJsonError> {
+    let values = count_values_within(raw.get(), MAX_FIELD_VALUES + 1);
+    if values > MAX_FIELD_VALUES {
+        return Err(ExtJsonError::new(format!(
+            "holds more than {MAX_FIELD_VALUES} values; this field is small in a change event"
+        )));
+    }
     let context = Context::default();
-    let mut deserializer = serde_json::Deserializer::from_slice(line);
-    EventSeed(&context)
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    ValueSeed(&context)
         .deserialize(&mut deserializer)
-        .and_then(|document| deserializer.end().map(|()| document))
-        .map_err(|error| context.refusal(error, Some(index)))
+        .map_err(|error| context.into_error(error))
 }
 
-/// State shared by the visitors of one parse. Costs nothing until something fails.
+/// About how many values `json` holds (one, plus one per array, object and separator
+/// outside strings), counting up to `limit`: a scan, no parsing. `json` is valid JSON.
+pub(super) fn count_values_within(json: &str, limit: usize) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b'{' | b'[' | b',') {
+            count += 1;
+            if count >= limit {
+                break;
+            }
+        }
+    }
+    count
+}
+
+/// State shared by the visitors of one read. Costs nothing until something fails.
 #[derive(Default)]
-struct Context {
+pub(super) struct Context {
     /// The failing field's path, innermost part first, filled in as the error unwinds.
     path: RefCell<Vec<String>>,
-    /// The array element being read, in a batch.
-    index: Cell<Option<usize>>,
-    /// Why the event consumer refused an event (parsing stops there).
-    refused_event: RefCell<Option<String>>,
 }
 
 impl Context {
-    fn within(&self, part: impl Into<String>) {
+    pub(super) fn within(&self, part: impl Into<String>) {
         self.path.borrow_mut().push(part.into());
     }
 
-    fn refusal(&self, error: serde_json::Error, index: Option<usize>) -> BodyError {
-        if error.classify() != Category::Data {
-            return BodyError::Malformed {
-                detail: format!("body is not valid JSON: {error}"),
-                index,
-            };
-        }
-        let path: Vec<String> = self.path.borrow().iter().rev().cloned().collect();
-        let detail = if path.is_empty() {
-            error.to_string()
-        } else {
-            format!("{}: {error}", path.join("."))
-        };
-        BodyError::Invalid { detail, index }
-    }
-}
-
-/// The top of an `application/json` body; yields the number of events.
-struct BodyVisitor<'c, 'e> {
-    context: &'c Context,
-    each: &'e mut dyn FnMut(Document) -> Result<(), String>,
-}
-
-impl BodyVisitor<'_, '_> {
-    fn hand_over<E: de::Error>(&mut self, document: Document) -> Result<(), E> {
-        (self.each)(document).map_err(|detail| {
-            self.context.refused_event.replace(Some(detail));
-            E::custom("event refused")
-        })
-    }
-}
-
-impl<'de> Visitor<'de> for BodyVisitor<'_, '_> {
-    type Value = usize;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a change event object or an array of them")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<usize, A::Error> {
-        let document = EventSeed(self.context).visit_map(map)?;
-        self.hand_over(document)?;
-        Ok(1)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<usize, A::Error> {
-        let mut count = 0;
-        loop {
-            self.context.index.set(Some(count));
-            match seq.next_element_seed(EventSeed(self.context))? {
-                Some(document) => self.hand_over(document)?,
-                None => break,
-            }
-            count += 1;
-        }
-        self.context.index.set(None);
-        Ok(count)
-    }
-}
-
-/// One change event: a JSON object that is a document, not a type wrapper.
-#[derive(Clone, Copy)]
-struct EventSeed<'c>(&'c Context);
-
-impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
-    type Value = Document;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Document, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for EventSeed<'_> {
-    type Value = Document;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a change event object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Document, A::Error> {
-        match ValueSeed(self.0).visit_map(map)? {
-            Bson::Document(document) => Ok(document),
-            other => Err(de::Error::custom(format!(
-                "a change event must be an object, not an Extended JSON {:?} value",
-                other.element_type()
-            ))),
+    pub(super) fn into_error(self, error: serde_json::Error) -> ExtJsonError {
+        let mut path = self.path.into_inner();
+        path.reverse();
+        ExtJsonError {
+            path,
+            problem: error.to_string(),
         }
     }
 }
@@ -277,12 +191,6 @@ impl ValueSeed<'_> {
         before: Document,
     ) -> Result<Bson, A::Error> {
         let value: Value = map.next_value()?;
-        let next = map.next_key::<String>()?;
-        if before.is_empty() && next.is_none() {
-            if let Some(bson) = common_wrapper(&key, &value) {
-                return Ok(bson);
-            }
-        }
         let mut object = Map::new();
         for (name, value) in before {
             let text = super::to_extjson_string(&value, super::Encoding::Canonical);
@@ -292,17 +200,10 @@ impl ValueSeed<'_> {
             );
         }
         object.insert(key, value);
-        if let Some(name) = next {
-            let value = map.next_value()?;
+        while let Some((name, value)) = map.next_entry::<String, Value>()? {
             object.insert(name, value);
-            while let Some((name, value)) = map.next_entry::<String, Value>()? {
-                object.insert(name, value);
-            }
         }
-        dollar_object_to_bson(object).map_err(|refusal| {
-            self.0.path.borrow_mut().extend(refusal.path);
-            de::Error::custom(refusal.problem)
-        })
+        dollar_object_to_bson(object, self.0).map_err(de::Error::custom)
     }
 }
 
@@ -327,10 +228,30 @@ impl Refusal {
     }
 }
 
-fn dollar_object_to_bson(object: Map<String, Value>) -> Result<Bson, Refusal> {
+/// An object with a `$`-prefixed key, by the Extended JSON rules: a type wrapper, or a
+/// document. On refusal, the path inside the object goes into `context` and the problem
+/// is returned.
+pub(super) fn dollar_object_to_bson(
+    object: Map<String, Value>,
+    context: &Context,
+) -> Result<Bson, String> {
+    if object.len() == 1 {
+        if let Some(bson) = object
+            .iter()
+            .next()
+            .and_then(|(key, value)| common_wrapper(key, value))
+        {
+            return Ok(bson);
+        }
+    }
     let value = Value::Object(object);
-    check_strict(&value)?;
-    Bson::try_from(value).map_err(|e| Refusal::new(format!("invalid Extended JSON: {e}")))
+    let checked = check_strict(&value).and_then(|()| {
+        Bson::try_from(value).map_err(|e| Refusal::new(format!("invalid Extended JSON: {e}")))
+    });
+    checked.map_err(|refusal| {
+        context.path.borrow_mut().extend(refusal.path);
+        refusal.problem
+    })
 }
 
 /// The one-key wrappers found in nearly every document (`$oid`, `$numberInt`,
@@ -459,165 +380,6 @@ mod tests {
             "", ".", "E01", "++1", "-+1", "e+1", ".e+1", "1E", "1E+-2", "1.2.3", "1x", " 1",
         ] {
             assert!(!is_decimal_string(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn lenient_inputs_are_refused_with_their_path() {
-        let parse = |text: &str| parse_ndjson_line(text.as_bytes(), 0);
-        let Err(BodyError::Invalid { detail, index }) =
-            parse(r#"{"a":[{"d":{"$numberDecimal":"E01"}}]}"#)
-        else {
-            panic!("refused as invalid");
-        };
-        assert!(
-            detail.starts_with("a.0.d: $numberDecimal \"E01\" is not a decimal number"),
-            "{detail}"
-        );
-        assert_eq!(index, Some(0));
-        assert!(parse(r#"{"a":{"$date":42}}"#).is_err());
-        assert!(parse(r#"{"a":{"$date":"1969-12-31T23:59:59.9995Z"}}"#).is_err());
-        assert!(parse(r#"{"a":{"$date":"2012-12-24T12:15:30.501+01:00"}}"#).is_ok());
-        assert!(parse("{\"a\\u0000\":1}").is_err());
-        assert!(parse(r#"{"b":{"c":{"x\u0000":1}}}"#).is_err());
-        assert!(parse(r#"{"a":{"$numberDecimal":"1.5E+3"}}"#).is_ok());
-        assert!(matches!(parse("[1]"), Err(BodyError::Invalid { .. })));
-        assert!(matches!(parse("{\"a\":"), Err(BodyError::Malformed { .. })));
-    }
-
-    #[test]
-    fn bodies_are_one_event_or_a_batch() {
-        let read = |body: &[u8]| {
-            let mut documents = Vec::new();
-            parse_json_body(body, &mut |document| {
-                documents.push(document);
-                Ok(())
-            })
-            .map(|count| (count, documents))
-        };
-        let (count, one) = read(br#"{"a":1}"#).expect("object");
-        assert_eq!((count, one.len()), (1, 1));
-        let (count, many) = read(br#"[{"a":1},{"a":2}]"#).expect("array");
-        assert_eq!((count, many.len()), (2, 2));
-        let refused = read(br#"[{"a":1},{"a":{"$numberInt":"x"}}]"#).map(drop);
-        let Err(BodyError::Invalid { detail, index }) = refused else {
-            panic!("refused as invalid: {refused:?}");
-        };
-        assert_eq!(index, Some(1));
-        assert!(detail.starts_with("a: invalid Extended JSON"), "{detail}");
-        assert!(matches!(
-            read(b"42"),
-            Err(BodyError::Invalid { index: None, .. })
-        ));
-        assert!(matches!(read(b"{} x"), Err(BodyError::Malformed { .. })));
-        assert!(matches!(
-            read(br#"{"$oid":"573a1390f29313caabcd4135"}"#),
-            Err(BodyError::Invalid { .. })
-        ));
-        // The consumer's refusal stops the reading and names the element.
-        let refused =
-            parse_json_body(
-                br#"[{"a":1},{"a":2},{"a":3}]"#,
-                &mut |document| match document.get_i32("a") {
-                    Ok(2) => Err("two is refused".to_owned()),
-                    _ => Ok(()),
-                },
-            );
-        assert_eq!(
-            refused,
-            Err(BodyError::Invalid {
-                detail: "two is refused".to_owned(),
-                index: Some(1)
-            })
-        );
-    }
-
-    #[test]
-    fn values_read_like_the_bson_crate_reads_them() {
-        // The streaming reader and the crate's own reader agree, wrappers and all.
-        let agree = |text: &str| {
-            let ours = parse_ndjson_line(text.as_bytes(), 0);
-            let theirs = serde_json::from_str::<Value>(text).map(Bson::try_from);
-            match (ours, theirs) {
-                (Ok(ours), Ok(Ok(Bson::Document(theirs)))) => assert_eq!(ours, theirs, "{text}"),
-                (Err(_), Ok(Err(_))) => {}
-                (ours, theirs) => panic!("disagree on {text}: {ours:?} vs {theirs:?}"),
-            }
-        };
-        agree(
-            r#"{"i":1,"l":3000000000,"u":18446744073709551615,"d":1.5,"e":1e300,"s":"x","n":null,
-            "b":true,"a":[1,{"$numberLong":"2"}],"o":{"$oid":"573a1390f29313caabcd4135"},
-            "t":{"$date":"2012-12-24T12:15:30.501Z"},"r":{"$ref":"c","$id":1},
-            "late":{"y":1,"$ref":"c","$id":2},"empty":{}}"#,
-        );
-        // A wrapper key after ordinary keys is judged by the crate's rules, as a whole.
-        agree(r#"{"x":{"y":1,"$numberInt":"5"}}"#);
-        agree(r#"{"x":{"$numberInt":"5","y":1}}"#);
-        assert!(parse_ndjson_line(br#"{"x":{"y":1,"$numberInt":"5"}}"#, 0).is_err());
-    }
-
-    use bson::{oid::ObjectId, spec::BinarySubtype, Binary, DateTime, Timestamp};
-    use proptest::prelude::*;
-
-    fn scalar() -> impl Strategy<Value = Bson> {
-        prop_oneof![
-            any::<i32>().prop_map(Bson::Int32),
-            any::<i64>().prop_map(Bson::Int64),
-            any::<f64>().prop_map(Bson::Double),
-            any::<String>().prop_map(Bson::String),
-            any::<bool>().prop_map(Bson::Boolean),
-            Just(Bson::Null),
-            any::<i64>().prop_map(|ms| Bson::DateTime(DateTime::from_millis(ms))),
-            any::<[u8; 12]>().prop_map(|b| Bson::ObjectId(ObjectId::from_bytes(b))),
-            (any::<u32>(), any::<u32>())
-                .prop_map(|(time, increment)| Bson::Timestamp(Timestamp { time, increment })),
-            proptest::collection::vec(any::<u8>(), 0..20).prop_map(|bytes| Bson::Binary(Binary {
-                subtype: BinarySubtype::Generic,
-                bytes
-            })),
-        ]
-    }
-
-    /// Field names without NUL (which both readers refuse, with different words), some
-    /// `$`-prefixed to exercise the wrapper paths.
-    fn key() -> impl Strategy<Value = String> {
-        prop_oneof!["[^\\x00]{0,8}", "\\$[a-zA-Z]{0,8}"]
-    }
-
-    fn value() -> impl Strategy<Value = Bson> {
-        scalar().prop_recursive(3, 24, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Bson::Array),
-                proptest::collection::vec((key(), inner), 0..6)
-                    .prop_map(|fields| Bson::Document(fields.into_iter().collect())),
-            ]
-        })
-    }
-
-    fn bytes(document: &Document) -> Vec<u8> {
-        document.to_vec().unwrap_or_default()
-    }
-
-    proptest! {
-        /// The streaming reader and the crate's reader agree on any document the crate
-        /// writes, in both encodings: same BSON, or both refuse.
-        #[test]
-        fn the_reader_agrees_with_the_crate(fields in proptest::collection::vec((key(), value()), 0..8)) {
-            let document: Document = fields.into_iter().collect();
-            for text in [
-                Bson::Document(document.clone()).into_canonical_extjson().to_string(),
-                Bson::Document(document).into_relaxed_extjson().to_string(),
-            ] {
-                let ours = parse_ndjson_line(text.as_bytes(), 0);
-                let theirs = serde_json::from_str::<Value>(&text).map(Bson::try_from);
-                match (ours, theirs) {
-                    (Ok(ours), Ok(Ok(Bson::Document(theirs)))) => {
-                        prop_assert_eq!(bytes(&ours), bytes(&theirs), "{}", text)
-                    }
-                    (Err(_), Ok(Err(_))) => {}
-                    (ours, theirs) => prop_assert!(false, "disagree on {}: {:?} vs {:?}", text, ours, theirs),
-                }
-            }
         }
     }
 }

@@ -19,7 +19,7 @@ const YEAR_10000_MS: i64 = 253_402_300_800_000;
 pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
     let canonical = encoding == Encoding::Canonical;
     match value {
-        Bson::Document(document) => write_document(out, document, encoding),
+        Bson::Document(document) => write_bson_document(out, document, encoding),
         Bson::Array(items) => {
             out.push(b'[');
             for (index, item) in items.iter().enumerate() {
@@ -70,7 +70,7 @@ pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
             out.extend_from_slice(b"{\"$code\":");
             write_str(out, &code.code);
             out.extend_from_slice(b",\"$scope\":");
-            write_document(out, &code.scope, encoding);
+            write_bson_document(out, &code.scope, encoding);
             out.push(b'}');
         }
         // The same in both encodings and exact in the crate: binary, regex, code,
@@ -81,7 +81,8 @@ pub fn write_extjson(out: &mut Vec<u8>, value: &Bson, encoding: Encoding) {
     }
 }
 
-fn write_document(out: &mut Vec<u8>, document: &Document, encoding: Encoding) {
+/// Writes a BSON document as Extended JSON text in the given encoding.
+pub fn write_bson_document(out: &mut Vec<u8>, document: &Document, encoding: Encoding) {
     out.push(b'{');
     for (index, (key, value)) in document.iter().enumerate() {
         if index > 0 {
