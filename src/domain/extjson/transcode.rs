@@ -143,10 +143,8 @@ impl Transcode<'_, '_> {
         }
         write_str(self.out, key);
         self.out.push(b':');
-        map.next_value_seed(self.reborrow()).map_err(|error| {
-            self.context.within(key);
-            error
-        })?;
+        map.next_value_seed(self.reborrow())
+            .inspect_err(|_| self.context.within(key))?;
         Ok(())
     }
 
@@ -216,10 +214,8 @@ impl Transcode<'_, '_> {
             }
             write_str(self.out, key);
             self.out.push(b':');
-            transcode(self.out, value, self.encoding, self.context).map_err(|error| {
-                self.context.within(key.as_ref());
-                error
-            })?;
+            transcode(self.out, value, self.encoding, self.context)
+                .inspect_err(|_| self.context.within(key.as_ref()))?;
         }
         self.out.push(b'}');
         Ok(())
@@ -249,10 +245,8 @@ impl Transcode<'_, '_> {
         self.out.extend_from_slice(b"{\"$code\":");
         write_str(self.out, &code);
         self.out.extend_from_slice(b",\"$scope\":");
-        self.literal_document(&scope_members.0).map_err(|error| {
-            self.context.within("$scope");
-            error
-        })?;
+        self.literal_document(&scope_members.0)
+            .inspect_err(|_| self.context.within("$scope"))?;
         self.out.push(b'}');
         Ok(())
     }
