@@ -212,7 +212,7 @@ mod tests {
         assert_eq!((error.code(), error.index()), ("invalid_event", None));
         let error = ingestor()
             .prepare(
-                format!("{EVENT}")
+                EVENT
                     .replace("\"_id\":1}}", "\"_id\":{\"$numberInt\":\"x\"}}}")
                     .as_bytes(),
                 Framing::Json,
