@@ -8,6 +8,9 @@ use crate::sink::SinkError;
 
 /// Seconds a caller should wait before retrying after a storage failure.
 pub const RETRY_AFTER_SECS: u32 = 5;
+/// Seconds a caller should wait before retrying a request turned away as busy: requests
+/// in flight take about a second.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -38,6 +41,9 @@ pub enum IngestError {
         records: usize,
         first: SinkError,
     },
+    /// The bytes of requests in flight are at `MAX_INFLIGHT_BYTES`; retry shortly.
+    #[error("the handler is busy: requests in flight already hold MAX_INFLIGHT_BYTES ({budget} bytes); retry shortly")]
+    Busy { budget: usize },
     #[error("no route for {0}")]
     NotFound(String),
     #[error("{0} is not allowed; POST change events")]
@@ -56,7 +62,9 @@ impl IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Storage { .. } | IngestError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::NotFound(_) => StatusCode::NOT_FOUND,
             IngestError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +82,7 @@ impl IngestError {
             IngestError::BadEnvelope(_) => "bad_envelope",
             IngestError::Unauthorized(_) => "invalid_signature",
             IngestError::Storage { .. } => "storage_unavailable",
+            IngestError::Busy { .. } => "server_busy",
             IngestError::NotFound(_) => "not_found",
             IngestError::MethodNotAllowed(_) => "method_not_allowed",
             IngestError::Internal(_) => "internal",
@@ -127,7 +136,11 @@ impl From<&IngestError> for Reply {
         Reply {
             status: error.status(),
             body,
-            retry_after: matches!(error, IngestError::Storage { .. }).then_some(RETRY_AFTER_SECS),
+            retry_after: match error {
+                IngestError::Storage { .. } => Some(RETRY_AFTER_SECS),
+                IngestError::Busy { .. } => Some(BUSY_RETRY_AFTER_SECS),
+                _ => None,
+            },
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::configuration::{Settings, StorageSettings};
 use crate::ingest::Ingestor;
-use crate::routes::{router, AppState};
+use crate::routes::{router, AppState, InflightBudget};
 use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
 
@@ -72,6 +72,7 @@ impl Application {
                 ingestor: Arc::new(ingestor),
                 tracker: TaskTracker::new(),
                 max_body_bytes: settings.max_body_bytes,
+                budget: InflightBudget::new(settings.limits.max_inflight_bytes),
                 verifier: settings.signing.as_ref().map(|signing| {
                     Arc::new(Verifier::new(&signing.secret, signing.tolerance_secs))
                 }),
@@ -111,17 +112,26 @@ impl Application {
 
 /// Process-wide settings made before any thread starts:
 ///
-/// - glibc's malloc arenas are capped at two. By default glibc gives busy threads up to
-///   eight arenas per core, and memory freed in one stays resident; with the blocking
-///   pool's threads that doubled the resident set for no speed gain (BENCHMARKS.md).
+/// - glibc's malloc arenas are capped at two (unless `MALLOC_ARENA_MAX` is set, which
+///   glibc reads itself). By default glibc gives busy threads up to eight arenas per core,
+///   and memory freed in one stays resident; with the blocking pool's threads that
+///   doubled the resident set for no speed gain (BENCHMARKS.md).
+/// - allocations of 256 KiB and more always get their own mapping (a fixed
+///   `M_MMAP_THRESHOLD`, which also turns off glibc's adaptive threshold). A large
+///   request's buffers then grow in place (`mremap`, no copy, so never twice resident)
+///   and go back to the system when the request ends; with the adaptive threshold they
+///   came from the heap after the first large request, and were copied on growth.
 /// - the soft limit on open files is raised to the hard limit: each request in flight
 ///   holds a few descriptors per file being written, and the common soft default (1024)
 ///   would turn a burst of batches into 503s.
 pub fn tune_process() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    // SAFETY: mallopt only sets allocator parameters; called before other threads start.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit read and write a plain struct owned by this frame.

@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
 const MAX_FILE_PREFIX: usize = 64;
 /// Request body bytes being handled at once, all requests together (`MAX_INFLIGHT_BYTES`):
 /// see the README's "Memory" section for how it was chosen.
-pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 160 * 1024 * 1024;
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 128 * 1024 * 1024;
 
 /// What keeps the worker alive whatever its clients do: how long a client may take, how
 /// many may connect, and how much request data is handled at once.

@@ -25,11 +25,11 @@ async fn handle(state: &AppState, request: Request) -> Result<Summary, IngestErr
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
     let framing = framing_for(content_type)?;
-    let body = read_body(request, state.max_body_bytes).await?;
+    let (body, reservation) = read_body(request, state.max_body_bytes, &state.budget).await?;
     if let Some(signature) = signature {
         signature.verify(&body).await?;
     }
-    state.ingest(body, framing).await
+    state.ingest(body, framing, reservation).await
 }
 
 /// Every `X-Ingest-Signature` line, joined by `,` (HTTP allows a list either way).

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{finish, framing_for, read_body, AppState};
+use super::{finish, framing_for, read_body, AppState, Reservation};
 use crate::blocking::run_sized;
 use crate::error::{IngestError, Reply};
 use crate::ingest::Summary;
@@ -91,12 +91,12 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
         .max_body_bytes
         .saturating_mul(2)
         .saturating_add(ENVELOPE_OVERHEAD);
-    let envelope_request = match read_body(request, limit).await {
-        Ok(body) => parse_envelope(body).await,
-        Err(error) => Err(error),
-    };
-    let outcome = match envelope_request {
-        Ok(req) => handle(&state, req).await,
+    // The envelope's bytes stay reserved until its events are stored.
+    let outcome = match read_body(request, limit, &state.budget).await {
+        Ok((body, reservation)) => match parse_envelope(body).await {
+            Ok(req) => handle(&state, req, reservation).await,
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
     let log_line = match &outcome {
@@ -114,14 +114,18 @@ pub(super) async fn ingest(State(state): State<AppState>, request: Request) -> J
 
 /// The caller's request inside the envelope: its signature (from `Data.req.Headers`), its
 /// media type, then its body, checked against the signature before anything parses it.
-async fn handle(state: &AppState, req: HttpRequestData) -> Result<Summary, IngestError> {
+async fn handle(
+    state: &AppState,
+    req: HttpRequestData,
+    reservation: Reservation,
+) -> Result<Summary, IngestError> {
     let signature = state.expect_signature(Ok(req.header_values(signature::HEADER)))?;
     let framing = framing_for(req.header("Content-Type"))?;
     let body = req.into_body();
     if let Some(signature) = signature {
         signature.verify(&body).await?;
     }
-    state.ingest(body, framing).await
+    state.ingest(body, framing, reservation).await
 }
 
 /// Reads the invocation; large ones on the blocking pool, so a 100 MiB envelope does not

@@ -9,6 +9,7 @@
 //! With `INGEST_HMAC_SECRET` set, both check the request's signature first (the header
 //! before the body is read, then the body before it is parsed).
 
+mod budget;
 mod forwarded;
 mod invocation;
 
@@ -21,6 +22,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use tokio_util::task::TaskTracker;
 
 use serde_json::{json, Value};
@@ -31,6 +34,9 @@ use crate::error::{IngestError, Reply};
 use crate::ingest::{Ingestor, Summary};
 use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
+pub use budget::InflightBudget;
+use budget::Reservation;
+
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
@@ -39,6 +45,8 @@ pub struct AppState {
     /// shutdown waits for it.
     pub tracker: TaskTracker,
     pub max_body_bytes: usize,
+    /// Request bytes in flight, over all requests (`MAX_INFLIGHT_BYTES`).
+    pub budget: InflightBudget,
     /// Checks request signatures; `None` when `INGEST_HMAC_SECRET` is unset.
     pub verifier: Option<Arc<Verifier>>,
 }
@@ -56,8 +64,14 @@ pub fn router(state: AppState) -> Router {
 
 impl AppState {
     /// Ingests one request body. Runs in a tracked task so that a write in flight
-    /// is never abandoned half-way through a batch.
-    async fn ingest(&self, body: Bytes, framing: Framing) -> Result<Summary, IngestError> {
+    /// is never abandoned half-way through a batch; the body's bytes stay reserved
+    /// until its files are stored.
+    async fn ingest(
+        &self,
+        body: Bytes,
+        framing: Framing,
+        reservation: Reservation,
+    ) -> Result<Summary, IngestError> {
         if body.len() > self.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
                 limit: self.max_body_bytes,
@@ -65,7 +79,11 @@ impl AppState {
         }
         let ingestor = Arc::clone(&self.ingestor);
         self.tracker
-            .spawn(async move { ingestor.ingest(body, framing).await })
+            .spawn(async move {
+                let outcome = ingestor.ingest(body, framing).await;
+                drop(reservation);
+                outcome
+            })
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
     }
@@ -146,8 +164,14 @@ fn summary_json(summary: &Summary) -> Value {
     })
 }
 
-/// Reads a body of at most `limit` bytes, refusing early on a larger `Content-Length`.
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, IngestError> {
+/// Reads a body of at most `limit` bytes, refusing early on a larger `Content-Length`,
+/// and holds its bytes in the in-flight budget: all of a declared length before reading,
+/// else step by step as the bytes arrive.
+async fn read_body(
+    request: Request,
+    limit: usize,
+    budget: &InflightBudget,
+) -> Result<(Bytes, Reservation), IngestError> {
     let too_large = IngestError::PayloadTooLarge { limit };
     let declared = request
         .headers()
@@ -157,20 +181,32 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, IngestError>
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large);
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|error| {
-            // Over the limit is 413; anything else (a caller that hung up, broken
-            // chunking) is the caller's problem, not a size problem.
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-            while let Some(cause) = source {
-                if cause.is::<http_body_util::LengthLimitError>() {
-                    return IngestError::PayloadTooLarge { limit };
-                }
-                source = cause.source();
-            }
-            IngestError::UnreadableBody(error.to_string())
-        })
+    let declared = declared.map(|length| length as usize);
+    let mut reserved = declared.unwrap_or(budget::STEP);
+    let mut reservation = budget.reserve(reserved).await?;
+    let mut collected = BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        let length = collected.len() + data.len();
+        if length > limit {
+            return Err(too_large);
+        }
+        if length > reserved {
+            let more = (length - reserved).max(budget::STEP);
+            budget.extend(&mut reservation, more).await?;
+            reserved += more;
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok((collected.freeze(), reservation))
+}
+
+/// A body that could not be read: the caller hung up, or sent broken chunking.
+fn unreadable(error: axum::Error) -> IngestError {
+    IngestError::UnreadableBody(error.to_string())
 }
 
 /// Turns the outcome of a request into its reply and logs one line about it.
