@@ -19,7 +19,6 @@ mod storage;
 mod table;
 mod vars;
 
-pub use connection_string::ConnectionStringError;
 pub use docs::{settings_help, settings_markdown};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
