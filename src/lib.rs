@@ -1,12 +1,13 @@
 //! MongoDB Atlas change events in, one lake file per change out.
 //!
-//! Layout: `configuration` reads settings, `telemetry` sets up logs, `startup` builds and
+//! Layout: `cli` reads the command line, `configuration` reads settings, `telemetry` sets up logs, `startup` builds and
 //! runs the server, `routes` speaks the Azure Functions custom-handler protocol,
 //! `ingest` turns a body into stored records, `domain` holds the parsed types, and
 //! `sink` is where records are stored. `signature` checks signed requests; `error` maps
 //! failures to HTTP answers.
 
 mod blocking;
+pub mod cli;
 pub mod configuration;
 pub mod domain;
 pub mod error;

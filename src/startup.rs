@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::configuration::{Settings, StorageSettings};
 use crate::ingest::Ingestor;
-use crate::routes::{router, AppState, InflightBudget};
+use crate::routes::{router, AppState, InflightBudget, INGEST_PATH};
 use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
 
@@ -84,6 +84,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The URL callers POST change events to (forwarding mode).
+    pub fn ingest_url(&self) -> String {
+        format!("http://{}{INGEST_PATH}", self.local_addr())
     }
 
     pub fn sink_description(&self) -> String {

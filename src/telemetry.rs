@@ -1,5 +1,5 @@
 //! Logging: text for people, JSON lines for Application Insights (`LOG_FORMAT=json`).
-//! `RUST_LOG` filters as usual (default `info`). Nothing logged at `info` or above holds
+//! `RUST_LOG` filters as usual (default `info`; read and checked with the other settings). Nothing logged at `info` or above holds
 //! document contents or secrets.
 
 use std::io::IsTerminal;
@@ -20,9 +20,10 @@ const QUIET: [&str; 6] = [
     "hyper_util=info",
 ];
 
-/// Installs the global subscriber. A second call (tests) is a no-op.
-pub fn init(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber with `filter` (`RUST_LOG`). A second call (tests) is a
+/// no-op.
+pub fn init(format: LogFormat, filter: &str) {
+    let mut filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     for directive in QUIET {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);

@@ -2,29 +2,36 @@
 //! variables). Read once at start-up; anything invalid or contradictory stops start-up
 //! with one message that names the setting.
 //!
-//! The Python function's lower-case names (`storage_container`, ...) are accepted beside
-//! the upper-case `STORAGE_*` ones so its users can switch without renaming settings.
+//! Every setting is a row of one table ([`SETTINGS`]: name, alias, kind, default, help),
+//! which parsing, `handler --help` and the README's settings table all come from. The
+//! Python function's lower-case names (`storage_container`, ...) are accepted beside the
+//! upper-case `STORAGE_*` ones so its users can switch without renaming settings.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::domain::{Encoding, PathLayout, Segment, DEFAULT_TEMPLATE};
+use crate::domain::{Encoding, PathLayout, Segment};
 
+mod connection_string;
+mod docs;
 mod signing;
 mod storage;
+mod table;
+mod vars;
 
+pub use docs::{settings_help, settings_markdown};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
+pub use table::{
+    setting_names, Group, Key, Kind, Setting, TextDefault, Unit, DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_CONTAINER, DEFAULT_DIRECTORY, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LAKE_DIR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_TOLERANCE_SECS, DEFAULT_WRITE_CONCURRENCY, SETTINGS,
+};
+use vars::Vars;
 
-pub const DEFAULT_PORT: u16 = 8080;
-pub const DEFAULT_CONTAINER: &str = "mongodb";
-pub const DEFAULT_DIRECTORY: &str = "changes";
-/// The Azure Functions HTTP request limit.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
 const MAX_FILE_PREFIX: usize = 64;
-/// Request body bytes being handled at once, all requests together (`MAX_INFLIGHT_BYTES`):
-/// see the README's "Memory" section for how it was chosen.
-pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 128 * 1024 * 1024;
 
 /// What keeps the worker alive whatever its clients do: how long a client may take, how
 /// many may connect, and how much request data is handled at once.
@@ -45,14 +52,15 @@ pub struct ServerLimits {
     pub max_inflight_bytes: usize,
 }
 
+/// The table's defaults (the same constants its rows use).
 impl Default for ServerLimits {
     fn default() -> ServerLimits {
         ServerLimits {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(120),
-            max_connections: 512,
-            shutdown_timeout: Duration::from_secs(25),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
         }
     }
@@ -91,6 +99,8 @@ pub struct Settings {
     pub encoding: Encoding,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: which log lines are written (checked at start-up).
+    pub log_filter: String,
     /// Request signatures (`INGEST_HMAC_SECRET`); `None` accepts unsigned requests.
     pub signing: Option<SigningSettings>,
     pub limits: ServerLimits,
@@ -104,199 +114,131 @@ impl Settings {
     /// Reads settings through `lookup` (the environment, or a map in tests).
     /// Empty values count as unset, as an empty Azure app setting is.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let vars = Vars(lookup);
-
-        let port = match vars.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
-            Some(text) => parse_number::<u16>("FUNCTIONS_CUSTOMHANDLER_PORT", &text)?,
-            None => DEFAULT_PORT,
-        };
-        let listen = match vars.get("BIND_ADDR") {
-            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-            Some(text) => text
-                .parse::<SocketAddr>()
-                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port)))
-                .map_err(|_| {
-                    ConfigError::new(
-                        "BIND_ADDR",
-                        format!("{text:?} is not an IP address or IP:port"),
-                    )
-                })?,
-        };
-
+        let vars = Vars::new(lookup);
         let storage = storage::from_vars(&vars)?;
         let signing = signing::from_vars(&vars)?;
-
-        let (container_setting, container) = vars
-            .aliased("STORAGE_CONTAINER", "storage_container")?
-            .unwrap_or(("STORAGE_CONTAINER", DEFAULT_CONTAINER.to_owned()));
-        check_container_name(&container).map_err(|p| ConfigError::new(container_setting, p))?;
-
-        let (directory_setting, directory) = vars
-            .aliased("STORAGE_DIRECTORY", "storage_directory")?
-            .unwrap_or(("STORAGE_DIRECTORY", DEFAULT_DIRECTORY.to_owned()));
-        let directory = directory
-            .trim_matches('/')
-            .split('/')
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                Segment::literal(part).map_err(|problem| {
-                    ConfigError::new(directory_setting, format!("folder {part:?} {problem}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let file_prefix = match vars.aliased("STORAGE_FILE_NAME", "storage_file_name")? {
-            None => None,
-            Some((setting, prefix)) if prefix.len() > MAX_FILE_PREFIX => {
-                return Err(ConfigError::new(
-                    setting,
-                    format!("is longer than {MAX_FILE_PREFIX} characters"),
-                ))
-            }
-            Some((setting, prefix)) => Some(
-                Segment::literal(&prefix)
-                    .map_err(|problem| ConfigError::new(setting, problem.to_string()))?,
-            ),
+        let (container, layout) = lake_layout(&vars)?;
+        let encoding = match vars.choice(Key::RecordEncoding)? {
+            Some("canonical") => Encoding::Canonical,
+            _ => Encoding::Relaxed,
         };
-        let template = vars
-            .get("PATH_TEMPLATE")
-            .unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
-        let layout = PathLayout::new(directory, template.trim_matches('/'), file_prefix)
-            .map_err(|problem| ConfigError::new("PATH_TEMPLATE", problem.to_string()))?;
-
-        let encoding = match vars
-            .get("RECORD_ENCODING")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-        {
-            None => Encoding::Relaxed,
-            Some(text) if text == "relaxed" => Encoding::Relaxed,
-            Some(text) if text == "canonical" => Encoding::Canonical,
-            Some(text) => {
-                return Err(ConfigError::new(
-                    "RECORD_ENCODING",
-                    format!("{text:?} is neither \"relaxed\" nor \"canonical\""),
-                ))
-            }
+        let log_format = match vars.choice(Key::LogFormat)? {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
         };
-        let max_body_bytes = match vars.get("MAX_BODY_BYTES") {
-            Some(text) => positive(
-                "MAX_BODY_BYTES",
-                parse_number::<usize>("MAX_BODY_BYTES", &text)?,
-            )?,
-            None => DEFAULT_MAX_BODY_BYTES,
-        };
-        let log_format = match vars
-            .get("LOG_FORMAT")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-        {
-            None => LogFormat::Text,
-            Some(text) if text == "text" => LogFormat::Text,
-            Some(text) if text == "json" => LogFormat::Json,
-            Some(text) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    format!("{text:?} is neither \"text\" nor \"json\""),
-                ))
-            }
-        };
-
-        let defaults = ServerLimits::default();
-        let seconds = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            match vars.get(name) {
-                Some(text) => Ok(Duration::from_secs(positive(
-                    name,
-                    parse_number::<usize>(name, &text)?,
-                )? as u64)),
-                None => Ok(default),
-            }
-        };
-        let count = |name: &str, default: usize| -> Result<usize, ConfigError> {
-            match vars.get(name) {
-                Some(text) => positive(name, parse_number::<usize>(name, &text)?),
-                None => Ok(default),
-            }
-        };
+        let log_filter = required_text(&vars, Key::RustLog)?;
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.text) {
+            return Err(ConfigError::new(
+                log_filter.setting,
+                format!("{:?} is not a log filter: {error}", log_filter.text),
+            ));
+        }
+        let max_body_bytes = vars.number(Key::MaxBodyBytes)?;
         let limits = ServerLimits {
-            header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECS", defaults.header_read_timeout)?,
-            body_read_timeout: seconds("BODY_READ_TIMEOUT_SECS", defaults.body_read_timeout)?,
-            idle_timeout: seconds("IDLE_TIMEOUT_SECS", defaults.idle_timeout)?,
-            max_connections: count("MAX_CONNECTIONS", defaults.max_connections)?,
-            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT_SECS", defaults.shutdown_timeout)?,
-            max_inflight_bytes: count("MAX_INFLIGHT_BYTES", defaults.max_inflight_bytes)?,
+            header_read_timeout: vars.seconds(Key::HeaderReadTimeoutSecs)?,
+            body_read_timeout: vars.seconds(Key::BodyReadTimeoutSecs)?,
+            idle_timeout: vars.seconds(Key::IdleTimeoutSecs)?,
+            max_connections: vars.number(Key::MaxConnections)?,
+            shutdown_timeout: vars.seconds(Key::ShutdownTimeoutSecs)?,
+            max_inflight_bytes: vars.number(Key::MaxInflightBytes)?,
         };
         if limits.max_inflight_bytes < max_body_bytes {
             return Err(ConfigError::new(
-                "MAX_INFLIGHT_BYTES",
+                Key::MaxInflightBytes.name(),
                 format!("is smaller than MAX_BODY_BYTES ({max_body_bytes}): the largest request could never run"),
             ));
         }
-
         Ok(Settings {
-            listen,
+            listen: listen_address(&vars)?,
             storage,
             container,
             layout,
             encoding,
             max_body_bytes,
             log_format,
+            log_filter: log_filter.text,
             signing,
             limits,
         })
     }
+
+    /// Where records go, for the start-up line: the absolute lake folder, or the ADLS
+    /// endpoint, filesystem and directory.
+    pub fn records_location(&self) -> String {
+        self.storage
+            .records_location(&self.container, self.layout.directory())
+    }
 }
 
-/// Looks settings up, treating empty values as unset.
-struct Vars<F>(F);
+/// `127.0.0.1:<FUNCTIONS_CUSTOMHANDLER_PORT>`, or `BIND_ADDR` (an IP, or IP:port).
+fn listen_address<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<SocketAddr, ConfigError> {
+    let port: u16 = vars.number(Key::FunctionsCustomhandlerPort)?;
+    let bind = required_text(vars, Key::BindAddr)?;
+    bind.text
+        .trim()
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            bind.text
+                .trim()
+                .parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, port))
+        })
+        .map_err(|_| {
+            ConfigError::new(
+                bind.setting,
+                format!("{:?} is not an IP address or IP:port", bind.text),
+            )
+        })
+}
 
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|value| !value.trim().is_empty())
-    }
+/// The container and the path layout (directory, folder template, file-name prefix).
+fn lake_layout<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<(String, PathLayout), ConfigError> {
+    let container = required_text(vars, Key::StorageContainer)?;
+    check_container_name(&container.text).map_err(|p| ConfigError::new(container.setting, p))?;
 
-    /// A setting known under two names; returns the name that was used with the value.
-    /// Both set to different values is a contradiction, not a silent preference.
-    fn aliased<'n>(
-        &self,
-        upper: &'n str,
-        lower: &'n str,
-    ) -> Result<Option<(&'n str, String)>, ConfigError> {
-        match (self.get(upper), self.get(lower)) {
-            (Some(a), Some(b)) if a != b => Err(ConfigError::new(
-                upper,
-                format!("{upper} and {lower} are both set, to different values; keep one"),
-            )),
-            (Some(value), _) => Ok(Some((upper, value))),
-            (None, Some(value)) => Ok(Some((lower, value))),
-            (None, None) => Ok(None),
+    let directory = required_text(vars, Key::StorageDirectory)?;
+    let folders = directory
+        .text
+        .trim_matches('/')
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            Segment::literal(part).map_err(|problem| {
+                ConfigError::new(directory.setting, format!("folder {part:?} {problem}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let file_prefix = match vars.text(Key::StorageFileName)? {
+        None => None,
+        Some(prefix) if prefix.text.len() > MAX_FILE_PREFIX => {
+            return Err(ConfigError::new(
+                prefix.setting,
+                format!("is longer than {MAX_FILE_PREFIX} characters"),
+            ))
         }
-    }
+        Some(prefix) => Some(
+            Segment::literal(&prefix.text)
+                .map_err(|problem| ConfigError::new(prefix.setting, problem.to_string()))?,
+        ),
+    };
+    let template = required_text(vars, Key::PathTemplate)?;
+    let layout = PathLayout::new(folders, template.text.trim_matches('/'), file_prefix)
+        .map_err(|problem| ConfigError::new(template.setting, problem.to_string()))?;
+    Ok((container.text, layout))
 }
 
-fn parse_number<T: std::str::FromStr>(setting: &str, text: &str) -> Result<T, ConfigError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ConfigError::new(setting, format!("{text:?} is not a valid number")))
-}
-
-fn positive(setting: &str, value: usize) -> Result<usize, ConfigError> {
-    if value == 0 {
-        Err(ConfigError::new(setting, "must be at least 1"))
-    } else {
-        Ok(value)
-    }
-}
-
-fn parse_bool(setting: &str, text: &str) -> Result<bool, ConfigError> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(ConfigError::new(
-            setting,
-            format!("{text:?} is neither true nor false"),
-        )),
-    }
+/// A text setting whose row has a default value, so it always has a value.
+fn required_text<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    key: Key,
+) -> Result<vars::Given, ConfigError> {
+    vars.text(key)?
+        .ok_or_else(|| ConfigError::new(key.name(), "is not set and has no default"))
 }
 
 /// ADLS filesystem (container) names: 3-63 characters, lower-case letters, digits and
@@ -423,6 +365,103 @@ mod tests {
         assert_eq!(
             error_setting(&[("storage_account_key", "k")]),
             "STORAGE_ACCOUNT_NAME"
+        );
+    }
+
+    /// Every name the parser looks up is a row of the table, and every row is looked up:
+    /// the table is exactly what the handler reads.
+    #[test]
+    fn the_table_is_exactly_what_is_read() {
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        let asked = RefCell::new(BTreeSet::new());
+        let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        let runs: [&[(&str, &str)]; 2] = [
+            &[],
+            &[
+                ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+                ("STORAGE_ACCOUNT_KEY", key),
+            ],
+        ];
+        for vars in runs {
+            Settings::from_lookup(|name| {
+                asked.borrow_mut().insert(name.to_owned());
+                vars.iter()
+                    .find(|(set, _)| *set == name)
+                    .map(|(_, value)| value.to_string())
+            })
+            .expect("valid");
+        }
+        let table: BTreeSet<String> = setting_names().map(str::to_owned).collect();
+        assert_eq!(asked.into_inner(), table);
+    }
+
+    /// `local.settings.json.example` sets only settings the handler reads (or the host's
+    /// own), and names every one of them (the port only in a comment: the host sets it).
+    #[test]
+    fn the_example_settings_file_matches_the_table() {
+        const HOST_SETTINGS: [&str; 2] = ["FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"];
+        let text = include_str!("../../local.settings.json.example");
+        let example: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        let values = example["Values"].as_object().expect("Values");
+        let names: Vec<&str> = setting_names().collect();
+        for name in values.keys().filter(|name| !name.starts_with("__comment")) {
+            assert!(
+                names.contains(&name.as_str()) || HOST_SETTINGS.contains(&name.as_str()),
+                "{name} is not a setting the handler reads"
+            );
+        }
+        for setting in SETTINGS {
+            assert!(
+                setting.names().any(|name| text.contains(name)),
+                "{} is missing from local.settings.json.example",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn server_limits_default_to_the_tables_values() {
+        assert_eq!(
+            settings(&[]).expect("valid").limits,
+            ServerLimits::default()
+        );
+        let s = settings(&[
+            ("IDLE_TIMEOUT_SECS", "5"),
+            ("MAX_INFLIGHT_BYTES", "104857600"),
+        ])
+        .expect("valid");
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(5));
+        assert_eq!(
+            error_setting(&[("MAX_INFLIGHT_BYTES", "1000")]),
+            "MAX_INFLIGHT_BYTES"
+        );
+        assert_eq!(error_setting(&[("RUST_LOG", "=[")]), "RUST_LOG");
+    }
+
+    #[test]
+    fn records_location_is_the_absolute_lake_folder_or_the_adls_url() {
+        let lake = tempfile::tempdir().expect("dir");
+        let dir = lake.path().display().to_string();
+        let s = settings(&[("LOCAL_LAKE_DIR", &dir), ("STORAGE_DIRECTORY", "a/b")]).expect("valid");
+        let expected = lake
+            .path()
+            .canonicalize()
+            .expect("exists")
+            .join("mongodb/a/b");
+        assert_eq!(s.records_location(), expected.display().to_string());
+        let relative = settings(&[]).expect("valid").records_location();
+        assert!(PathBuf::from(&relative).is_absolute(), "{relative}");
+        assert!(relative.ends_with("lake/mongodb/changes"), "{relative}");
+
+        let s = settings(&[
+            ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+            ("STORAGE_SAS_TOKEN", "sv=1&sig=SECRET"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.records_location(),
+            "https://lakeacct.dfs.core.windows.net/mongodb/changes"
         );
     }
 

@@ -1,12 +1,10 @@
 //! Signed requests: `INGEST_HMAC_SECRET` turns the check on, `INGEST_HMAC_TOLERANCE_SECS`
 //! bounds how old (or how far ahead) a signature's timestamp may be.
 
-use super::{parse_number, ConfigError, Secret, Vars};
+use super::table::Key;
+use super::vars::Vars;
+use super::{ConfigError, Secret};
 
-pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
-/// A signature is made for each attempt, so minutes are plenty; a longer window only
-/// widens the time a captured request can be replayed.
-const MAX_TOLERANCE_SECS: u64 = 3600;
 /// Shorter secrets are guessable offline from one captured request.
 const MIN_SECRET_LEN: usize = 16;
 
@@ -18,34 +16,23 @@ pub struct SigningSettings {
     pub tolerance_secs: u64,
 }
 
-/// `None` when `INGEST_HMAC_SECRET` is unset: requests are accepted unsigned.
+/// `None` when `INGEST_HMAC_SECRET` is unset: requests are accepted unsigned. The
+/// tolerance is checked either way, so a typo shows before signing is turned on.
 pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<Option<SigningSettings>, ConfigError> {
-    let tolerance_secs = match vars.get("INGEST_HMAC_TOLERANCE_SECS") {
-        None => DEFAULT_TOLERANCE_SECS,
-        Some(text) => {
-            let seconds = parse_number::<u64>("INGEST_HMAC_TOLERANCE_SECS", &text)?;
-            if !(1..=MAX_TOLERANCE_SECS).contains(&seconds) {
-                return Err(ConfigError::new(
-                    "INGEST_HMAC_TOLERANCE_SECS",
-                    format!("must be between 1 and {MAX_TOLERANCE_SECS} seconds"),
-                ));
-            }
-            seconds
-        }
-    };
-    let Some(secret) = vars.get("INGEST_HMAC_SECRET") else {
+    let tolerance_secs = vars.number(Key::IngestHmacToleranceSecs)?;
+    let Some(secret) = vars.text(Key::IngestHmacSecret)? else {
         return Ok(None);
     };
-    if secret.len() < MIN_SECRET_LEN {
+    if secret.text.len() < MIN_SECRET_LEN {
         return Err(ConfigError::new(
-            "INGEST_HMAC_SECRET",
+            secret.setting,
             format!("is shorter than {MIN_SECRET_LEN} characters; use a long random value"),
         ));
     }
     Ok(Some(SigningSettings {
-        secret: Secret::new(secret),
+        secret: Secret::new(secret.text),
         tolerance_secs,
     }))
 }
@@ -54,6 +41,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
 mod tests {
     use super::super::tests::{error_setting, settings};
     use super::*;
+    use crate::configuration::DEFAULT_TOLERANCE_SECS;
 
     const SECRET: &str = "a-long-random-signing-secret";
 

@@ -8,19 +8,17 @@
 //! names the setting rather than guessing.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
 
-use super::{parse_bool, parse_number, positive, ConfigError, Vars};
+use super::connection_string::ConnectionString;
+use super::table::{Key, MAX_RETRY_BUDGET_SECS};
+use super::vars::{Given, Vars};
+use super::ConfigError;
+use crate::domain::Segment;
 
-pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
-const MAX_WRITE_CONCURRENCY: usize = 1024;
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
-/// Azure Functions answers 502 to the caller after 230 s; retries must end well before.
-const MAX_RETRY_BUDGET_SECS: u64 = 180;
 /// The longest a file may take in the worst case: the budget, then an attempt of up to
 /// two request timeouts (see the ADLS sink).
 const MAX_REQUEST_SECS: u64 = 220;
@@ -32,6 +30,47 @@ pub enum StorageSettings {
     LocalLake { dir: PathBuf, durable: bool },
     /// An Azure Data Lake Storage Gen2 account.
     Adls(AdlsSettings),
+}
+
+impl StorageSettings {
+    /// Where records of `container`/`directory` land, for the start-up line: the absolute
+    /// folder of the local lake (symbolic links resolved as far as the folder exists), or
+    /// the ADLS endpoint, filesystem and directory. Never a credential.
+    pub fn records_location(&self, container: &str, directory: &[Segment]) -> String {
+        let folders = std::iter::once(container).chain(directory.iter().map(Segment::as_str));
+        match self {
+            StorageSettings::LocalLake { dir, .. } => {
+                let mut path = dir.clone();
+                path.extend(folders);
+                canonical(&path).display().to_string()
+            }
+            StorageSettings::Adls(adls) => {
+                let folders: Vec<&str> = folders.collect();
+                format!("{}{}", adls.endpoint, folders.join("/"))
+            }
+        }
+    }
+}
+
+/// `path` made absolute, with its longest existing prefix canonicalised (the rest does
+/// not exist yet, so there is no link to resolve in it).
+fn canonical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(mut resolved) = existing.canonicalize() {
+            resolved.extend(missing.iter().rev());
+            return resolved;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// An ADLS Gen2 account, its endpoint and how the sink uses it.
@@ -94,44 +133,32 @@ impl fmt::Debug for Secret {
     }
 }
 
-const ACCOUNT: (&str, &str) = ("STORAGE_ACCOUNT_NAME", "storage_account_name");
-const KEY: (&str, &str) = ("STORAGE_ACCOUNT_KEY", "storage_account_key");
-const SAS: (&str, &str) = ("STORAGE_SAS_TOKEN", "storage_sas_token");
-const CONNECTION_STRING: (&str, &str) = ("STORAGE_CONNECTION_STRING", "storage_connection_string");
-
 /// Reads the storage settings: the local lake unless an account or credential is set.
 pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
 ) -> Result<StorageSettings, ConfigError> {
-    let account = vars.aliased(ACCOUNT.0, ACCOUNT.1)?;
-    let key = vars.aliased(KEY.0, KEY.1)?;
-    let sas = vars.aliased(SAS.0, SAS.1)?;
-    let connection_string = vars.aliased(CONNECTION_STRING.0, CONNECTION_STRING.1)?;
-    let auth = vars
-        .get("STORAGE_AUTH")
-        .map(|a| a.trim().to_ascii_lowercase());
+    let account = vars.given(Key::StorageAccountName)?;
+    let key = vars.given(Key::StorageAccountKey)?;
+    let sas = vars.given(Key::StorageSasToken)?;
+    let connection_string = vars.given(Key::StorageConnectionString)?;
+    let identity = vars.choice(Key::StorageAuth)?.is_some();
 
     if account.is_none()
         && key.is_none()
         && sas.is_none()
         && connection_string.is_none()
-        && auth.is_none()
+        && !identity
     {
+        let dir = vars.text(Key::LocalLakeDir)?.map(|given| given.text);
         return Ok(StorageSettings::LocalLake {
-            dir: PathBuf::from(
-                vars.get("LOCAL_LAKE_DIR")
-                    .unwrap_or_else(|| "./lake".into()),
-            ),
-            durable: match vars.get("LOCAL_LAKE_FSYNC") {
-                Some(text) => parse_bool("LOCAL_LAKE_FSYNC", &text)?,
-                None => true,
-            },
+            dir: PathBuf::from(dir.unwrap_or_default()),
+            durable: vars.flag(Key::LocalLakeFsync)?,
         });
     }
-    for local in ["LOCAL_LAKE_DIR", "LOCAL_LAKE_FSYNC"] {
-        if vars.get(local).is_some() {
+    for local in [Key::LocalLakeDir, Key::LocalLakeFsync] {
+        if vars.is_set(local)? {
             return Err(ConfigError::new(
-                local,
+                local.name(),
                 "is set, but an ADLS account is configured too (records go to one place); unset one of them",
             ));
         }
@@ -140,17 +167,10 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     // Every credential source that is set, by the setting that set it.
     let mut sources: Vec<&str> = [&key, &sas, &connection_string]
         .into_iter()
-        .filter_map(|source| source.as_ref().map(|(name, _)| *name))
+        .filter_map(|source| source.as_ref().map(|given| given.setting))
         .collect();
-    match auth.as_deref() {
-        None => {}
-        Some("identity") => sources.push("STORAGE_AUTH"),
-        Some(other) => {
-            return Err(ConfigError::new(
-                "STORAGE_AUTH",
-                format!("{other:?} is not supported; the only value is \"identity\" (Microsoft Entra ID); keys, SAS tokens and connection strings are chosen by setting them"),
-            ))
-        }
+    if identity {
+        sources.push(Key::StorageAuth.name());
     }
     if sources.len() > 1 {
         return Err(ConfigError::new(
@@ -162,65 +182,109 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         ));
     }
 
-    let endpoint_override = vars.get("STORAGE_DFS_ENDPOINT");
-    let (account_setting, mut account, endpoint, credential) = match connection_string {
-        Some((setting, text)) => {
-            let parsed =
-                ConnectionString::parse(&text).map_err(|p| ConfigError::new(setting, p))?;
-            let endpoint = match &endpoint_override {
-                Some(_) => None,
-                None => parsed
-                    .dfs_endpoint()
-                    .map_err(|p| ConfigError::new(setting, p))?
-                    .map(|url| (setting, url)),
-            };
-            let account = match (account, parsed.account_name()) {
-                (Some((name, given)), Some(inside)) if given != inside => {
-                    return Err(ConfigError::new(
-                        name,
-                        format!("is {given:?} but the connection string names account {inside:?}"),
-                    ))
-                }
-                (_, Some(inside)) => inside,
-                (Some((_, given)), None) => given,
-                (None, None) => {
-                    return Err(ConfigError::new(setting, "has no AccountName"));
-                }
-            };
-            let credential = parsed.credential.clone().ok_or_else(|| {
-                ConfigError::new(setting, "has neither AccountKey nor SharedAccessSignature")
-            })?;
-            (setting, account, endpoint, credential)
-        }
+    let endpoint_override = vars.text(Key::StorageDfsEndpoint)?;
+    let (account, endpoint, credential) = match connection_string {
+        Some(given) => from_connection_string(given, account, endpoint_override.is_some())?,
         None => {
-            let Some((account_setting, account)) = account else {
+            let Some(account) = account else {
                 return Err(ConfigError::new(
-                    ACCOUNT.0,
+                    Key::StorageAccountName.name(),
                     "is not set, but a storage credential is: name the ADLS Gen2 account",
                 ));
             };
             let credential = match (key, sas) {
-                (Some((_, key)), _) => Credential::AccountKey(Secret::new(key.trim())),
-                (_, Some((_, sas))) => Credential::Sas(Secret::new(sas.trim().trim_start_matches('?'))),
-                (None, None) if auth.is_some() => Credential::EntraId,
+                (Some(key), _) => Credential::AccountKey(Secret::new(key.text.trim())),
+                (_, Some(sas)) => Credential::Sas(Secret::new(sas.text.trim().trim_start_matches('?'))),
+                (None, None) if identity => Credential::EntraId,
                 (None, None) => return Err(ConfigError::new(
-                    account_setting,
+                    account.setting,
                     "is set but no credential is: set storage_account_key, STORAGE_SAS_TOKEN or STORAGE_CONNECTION_STRING, or STORAGE_AUTH=identity for Microsoft Entra ID (managed identity)",
                 )),
             };
-            (account_setting, account, None, credential)
+            (account, None, credential)
         }
     };
-    account = account.trim().to_owned();
-    check_account_name(&account).map_err(|p| ConfigError::new(account_setting, p))?;
-    match &credential {
+    let account_name = account.text.trim().to_owned();
+    check_account_name(&account_name).map_err(|p| ConfigError::new(account.setting, p))?;
+    check_credential(&credential, sources[0])?;
+    let endpoint = match endpoint_override.or(endpoint) {
+        Some(given) => {
+            normalise_endpoint(&given.text).map_err(|p| ConfigError::new(given.setting, p))?
+        }
+        None => format!("https://{account_name}.dfs.core.windows.net/"),
+    };
+
+    let retry_budget = vars.seconds(Key::StorageRetryBudgetSecs)?;
+    let request_timeout = vars.seconds(Key::StorageRequestTimeoutSecs)?;
+    if retry_budget + 2 * request_timeout > Duration::from_secs(MAX_REQUEST_SECS) {
+        return Err(ConfigError::new(
+            Key::StorageRetryBudgetSecs.name(),
+            format!(
+                "plus twice STORAGE_REQUEST_TIMEOUT_SECS must be at most {MAX_REQUEST_SECS} s (Azure Functions ends HTTP requests after 230 s; the budget alone at most {MAX_RETRY_BUDGET_SECS})"
+            ),
+        ));
+    }
+    Ok(StorageSettings::Adls(AdlsSettings {
+        account: account_name,
+        credential,
+        endpoint,
+        create_filesystem: vars.flag(Key::StorageCreateFilesystem)?,
+        write_concurrency: vars.number(Key::StorageWriteConcurrency)?,
+        request_timeout,
+        retry_budget,
+    }))
+}
+
+/// The account, the endpoint it implies (unless `STORAGE_DFS_ENDPOINT` overrides it) and
+/// the credential of a connection string, checked against `STORAGE_ACCOUNT_NAME` if set.
+fn from_connection_string(
+    given: Given,
+    account: Option<Given>,
+    endpoint_overridden: bool,
+) -> Result<(Given, Option<Given>, Credential), ConfigError> {
+    let setting = given.setting;
+    let refused = |problem: String| ConfigError::new(setting, problem);
+    let parsed = ConnectionString::parse(&given.text).map_err(|e| refused(e.to_string()))?;
+    let endpoint = match endpoint_overridden {
+        true => None,
+        false => parsed
+            .dfs_endpoint()
+            .map_err(|e| refused(e.to_string()))?
+            .map(|text| Given { setting, text }),
+    };
+    let account = match (account, parsed.account_name()) {
+        (Some(named), Some(inside)) if named.text != inside => {
+            return Err(ConfigError::new(
+                named.setting,
+                format!(
+                    "is {:?} but the connection string names account {inside:?}",
+                    named.text
+                ),
+            ))
+        }
+        (_, Some(inside)) => Given {
+            setting,
+            text: inside,
+        },
+        (Some(named), None) => named,
+        (None, None) => return Err(refused("has no AccountName".into())),
+    };
+    let credential = parsed
+        .credential
+        .ok_or_else(|| refused("has neither AccountKey nor SharedAccessSignature".into()))?;
+    Ok((account, endpoint, credential))
+}
+
+/// Catches a mangled key or SAS at start-up rather than at the first write.
+fn check_credential(credential: &Credential, setting: &str) -> Result<(), ConfigError> {
+    match credential {
         Credential::AccountKey(key) => {
             if base64::engine::general_purpose::STANDARD
                 .decode(key.expose())
                 .map_or(true, |bytes| bytes.is_empty())
             {
                 return Err(ConfigError::new(
-                    sources[0],
+                    setting,
                     "the account key is not valid base64 (copy it from the portal: Access keys)",
                 ));
             }
@@ -232,173 +296,14 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
                 .any(|pair| pair.starts_with("sig="))
             {
                 return Err(ConfigError::new(
-                    sources[0],
+                    setting,
                     "the SAS token has no sig= parameter",
                 ));
             }
         }
         Credential::EntraId => {}
     }
-    let endpoint = match endpoint_override
-        .map(|url| ("STORAGE_DFS_ENDPOINT", url))
-        .or(endpoint)
-    {
-        Some((setting, url)) => {
-            normalise_endpoint(&url).map_err(|p| ConfigError::new(setting, p))?
-        }
-        None => format!("https://{account}.dfs.core.windows.net/"),
-    };
-
-    let seconds = |setting: &str, default: Duration| -> Result<Duration, ConfigError> {
-        match vars.get(setting) {
-            Some(text) => Ok(Duration::from_secs(positive(
-                setting,
-                parse_number::<usize>(setting, &text)?,
-            )? as u64)),
-            None => Ok(default),
-        }
-    };
-    let retry_budget = seconds("STORAGE_RETRY_BUDGET_SECS", DEFAULT_RETRY_BUDGET)?;
-    if retry_budget.as_secs() > MAX_RETRY_BUDGET_SECS {
-        return Err(ConfigError::new(
-            "STORAGE_RETRY_BUDGET_SECS",
-            format!("must be at most {MAX_RETRY_BUDGET_SECS} (Azure Functions ends HTTP requests after 230 s)"),
-        ));
-    }
-    let request_timeout = seconds("STORAGE_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT)?;
-    if retry_budget + 2 * request_timeout > Duration::from_secs(MAX_REQUEST_SECS) {
-        return Err(ConfigError::new(
-            "STORAGE_RETRY_BUDGET_SECS",
-            format!(
-                "plus twice STORAGE_REQUEST_TIMEOUT_SECS must be at most {MAX_REQUEST_SECS} s (Azure Functions ends HTTP requests after 230 s)"
-            ),
-        ));
-    }
-    let write_concurrency = match vars.get("STORAGE_WRITE_CONCURRENCY") {
-        Some(text) => positive(
-            "STORAGE_WRITE_CONCURRENCY",
-            parse_number::<usize>("STORAGE_WRITE_CONCURRENCY", &text)?,
-        )?,
-        None => DEFAULT_WRITE_CONCURRENCY,
-    };
-    if write_concurrency > MAX_WRITE_CONCURRENCY {
-        return Err(ConfigError::new(
-            "STORAGE_WRITE_CONCURRENCY",
-            format!("must be at most {MAX_WRITE_CONCURRENCY}"),
-        ));
-    }
-    Ok(StorageSettings::Adls(AdlsSettings {
-        account,
-        credential,
-        endpoint,
-        create_filesystem: match vars.get("STORAGE_CREATE_FILESYSTEM") {
-            Some(text) => parse_bool("STORAGE_CREATE_FILESYSTEM", &text)?,
-            None => false,
-        },
-        write_concurrency,
-        request_timeout,
-        retry_budget,
-    }))
-}
-
-/// A storage connection string, as the portal shows it under "Access keys".
-#[derive(Debug, Default)]
-struct ConnectionString {
-    account: Option<String>,
-    credential: Option<Credential>,
-    protocol: Option<String>,
-    suffix: Option<String>,
-    blob_endpoint: Option<String>,
-    dfs_endpoint: Option<String>,
-}
-
-/// The DFS endpoint of the development storage (Azurite) would be needed, but Azurite
-/// has none.
-const NO_DEVELOPMENT_STORAGE: &str = "UseDevelopmentStorage (Azurite) has no DFS endpoint: run `cargo run -p dfs-test-server` and set STORAGE_ACCOUNT_NAME=devstoreaccount1, its key and STORAGE_DFS_ENDPOINT=http://127.0.0.1:10004/devstoreaccount1";
-
-impl ConnectionString {
-    /// `Key=Value;...`; keys in any case, values may contain `=` (base64, SAS). Keys
-    /// for other services (`QueueEndpoint`, ...) are ignored.
-    fn parse(text: &str) -> Result<ConnectionString, String> {
-        let mut parsed = ConnectionString::default();
-        let mut key = None;
-        let mut sas = None;
-        for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((name, value)) = pair.split_once('=') else {
-                return Err(format!(
-                    "is not a connection string: {:?} is not Key=Value",
-                    pair.split_at(pair.len().min(20)).0
-                ));
-            };
-            let value = value.trim().to_owned();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "accountname" => parsed.account = Some(value),
-                "accountkey" => key = Some(value),
-                "sharedaccesssignature" => sas = Some(value),
-                "defaultendpointsprotocol" => parsed.protocol = Some(value),
-                "endpointsuffix" => parsed.suffix = Some(value),
-                "blobendpoint" => parsed.blob_endpoint = Some(value),
-                "dfsendpoint" => parsed.dfs_endpoint = Some(value),
-                "usedevelopmentstorage" => return Err(NO_DEVELOPMENT_STORAGE.into()),
-                _ => {}
-            }
-        }
-        parsed.credential = match (key, sas) {
-            (Some(_), Some(_)) => {
-                return Err("has both AccountKey and SharedAccessSignature; keep one".into())
-            }
-            (Some(key), None) => Some(Credential::AccountKey(Secret::new(key))),
-            (None, Some(sas)) => Some(Credential::Sas(Secret::new(
-                sas.trim_start_matches('?').to_owned(),
-            ))),
-            (None, None) => None,
-        };
-        Ok(parsed)
-    }
-
-    /// The DFS endpoint it implies: `DfsEndpoint`, else `BlobEndpoint` with its `.blob.`
-    /// host label turned into `.dfs.`, else built from the account, protocol and suffix.
-    /// `None` leaves the default (public cloud, https). A `BlobEndpoint` that is not a
-    /// `*.blob.*` host (a custom domain, an emulator) says nothing about the DFS endpoint.
-    fn dfs_endpoint(&self) -> Result<Option<String>, String> {
-        if let Some(dfs) = &self.dfs_endpoint {
-            return Ok(Some(dfs.clone()));
-        }
-        if let Some(blob) = &self.blob_endpoint {
-            return match blob.contains(".blob.") {
-                true => Ok(Some(blob.replacen(".blob.", ".dfs.", 1))),
-                false => Err(format!(
-                    "its BlobEndpoint ({}) is not a *.blob.* host, so the DFS endpoint is unknown: add DfsEndpoint=... or set STORAGE_DFS_ENDPOINT",
-                    origin(blob)
-                )),
-            };
-        }
-        if self.protocol.is_none() && self.suffix.is_none() {
-            return Ok(None);
-        }
-        let Some(account) = self.account.as_deref() else {
-            return Ok(None);
-        };
-        Ok(Some(format!(
-            "{}://{account}.dfs.{}/",
-            self.protocol.as_deref().unwrap_or("https"),
-            self.suffix.as_deref().unwrap_or("core.windows.net"),
-        )))
-    }
-
-    /// `AccountName`, else the first host label of the DFS or blob endpoint (the portal's
-    /// SAS connection strings carry only endpoints).
-    fn account_name(&self) -> Option<String> {
-        self.account.clone().or_else(|| {
-            let endpoint = self.dfs_endpoint.as_ref().or(self.blob_endpoint.as_ref())?;
-            let host = azure_core::Url::parse(endpoint)
-                .ok()?
-                .host_str()?
-                .to_owned();
-            let (label, _) = host.split_once('.')?;
-            Some(label.to_owned())
-        })
-    }
+    Ok(())
 }
 
 /// An `http(s)://host[:port][/path]` URL without query or fragment, ending in `/`.
@@ -427,7 +332,7 @@ fn normalise_endpoint(text: &str) -> Result<String, String> {
 }
 
 /// `scheme://host[:port]` of a URL-like text, for messages.
-fn origin(text: &str) -> String {
+pub(super) fn origin(text: &str) -> String {
     let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     format!("{scheme}://{host}")
@@ -452,6 +357,7 @@ fn check_account_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::super::tests::{error_setting, settings};
     use super::*;
+    use crate::configuration::{DEFAULT_RETRY_BUDGET, DEFAULT_WRITE_CONCURRENCY};
 
     const KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";

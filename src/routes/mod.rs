@@ -51,11 +51,14 @@ pub struct AppState {
     pub verifier: Option<Arc<Verifier>>,
 }
 
+/// Where callers (the Functions host, in forwarding mode) POST change events.
+pub const INGEST_PATH: &str = "/api/ingest";
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         // The host's readiness ping: any answer counts.
         .route("/", get(|| async { "ready" }))
-        .route("/api/ingest", post(forwarded::ingest))
+        .route(INGEST_PATH, post(forwarded::ingest))
         .route("/ingest", post(invocation::ingest))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

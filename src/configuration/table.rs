@@ -1,0 +1,414 @@
+//! Every setting the handler reads, in one table: its name, the Python seed's alias, what
+//! kind of value it takes, its default and its help text.
+//!
+//! Parsing ([`super::vars`]), `handler --help` and the README's settings table
+//! ([`super::docs`]) all come from this table. Code reads a setting only through a
+//! [`Key`], and each key is a row of the table by construction (the macro below makes the
+//! enum and the rows together), so a setting cannot be read without being listed here.
+
+use std::time::Duration;
+
+use crate::domain::DEFAULT_TEMPLATE;
+
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_CONTAINER: &str = "mongodb";
+pub const DEFAULT_DIRECTORY: &str = "changes";
+pub const DEFAULT_LAKE_DIR: &str = "./lake";
+/// The Azure Functions HTTP request limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+/// Request body bytes being handled at once, all requests together (`MAX_INFLIGHT_BYTES`):
+/// see the README's "Memory" section for how it was chosen.
+/// Sized so the handler stays under ~1 GiB on a 1.5 GB worker (README, "Memory").
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 128 * 1024 * 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// Azure Functions answers 502 to the caller after 230 s; retries must end well before.
+pub(super) const MAX_RETRY_BUDGET_SECS: u64 = 180;
+pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
+/// A signature is made for each attempt, so minutes are plenty; a longer window only
+/// widens the time a captured request can be replayed.
+const MAX_TOLERANCE_SECS: u64 = 3600;
+
+/// One setting.
+#[derive(Debug)]
+pub struct Setting {
+    pub key: Key,
+    /// The name to use (upper case).
+    pub name: &'static str,
+    /// The Python function's lower-case name, accepted beside `name`.
+    pub alias: Option<&'static str>,
+    pub group: Group,
+    pub kind: Kind,
+    /// One or two sentences for `--help` and the README (Markdown code spans allowed).
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// The name and the alias, as a setting may be spelled.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.alias)
+    }
+}
+
+/// What a setting's value is, and its default (used when it is unset or empty).
+#[derive(Debug)]
+pub enum Kind {
+    /// Text checked by the code that uses it (names, paths, URLs).
+    Text { default: TextDefault },
+    /// Text that is never printed, not even in error messages.
+    Secret,
+    /// A whole number in `min..=max`.
+    Number {
+        min: u64,
+        max: u64,
+        default: u64,
+        unit: Unit,
+    },
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    Flag { default: bool },
+    /// One of a few words, in any case.
+    Choice {
+        options: &'static [&'static str],
+        default: Option<&'static str>,
+    },
+}
+
+/// The default of a text setting.
+#[derive(Debug)]
+pub enum TextDefault {
+    /// Unset means "not used".
+    None,
+    /// Unset means this value, parsed like a set one.
+    Value(&'static str),
+    /// Unset means something worked out from other settings; this describes it.
+    Derived(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Bytes,
+    Count,
+}
+
+/// The sections of `--help` and of the README's table, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Server,
+    Lake,
+    LocalLake,
+    Adls,
+    Requests,
+    Logs,
+}
+
+impl Group {
+    pub const ALL: [Group; 6] = [
+        Group::Lake,
+        Group::LocalLake,
+        Group::Adls,
+        Group::Requests,
+        Group::Server,
+        Group::Logs,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Lake => "Where records go and how they look",
+            Group::LocalLake => "Local lake (the default: no ADLS account set)",
+            Group::Adls => "ADLS Gen2 (an account and exactly one credential)",
+            Group::Requests => "Requests",
+            Group::Server => "Server and limits",
+            Group::Logs => "Logs",
+        }
+    }
+}
+
+/// Declares [`Key`] and [`SETTINGS`] together: row `i` of the table is the key whose
+/// discriminant is `i`, so every key has exactly one row.
+macro_rules! settings_table {
+    ($( $key:ident { $($field:ident: $value:expr),* $(,)? } )*) => {
+        /// A setting, as code names it. See [`SETTINGS`] for its row.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Key { $($key),* }
+
+        /// Every setting the handler reads.
+        pub static SETTINGS: &[Setting] = &[
+            $( Setting { key: Key::$key, $($field: $value),* } ),*
+        ];
+    };
+}
+
+impl Key {
+    /// This key's row of the table.
+    pub fn setting(self) -> &'static Setting {
+        &SETTINGS[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.setting().name
+    }
+}
+
+/// Every name (and alias) the handler reads, e.g. to check that a deployment template sets
+/// only settings that mean something.
+pub fn setting_names() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().flat_map(Setting::names)
+}
+
+const fn seconds(default: Duration, max: u64) -> Kind {
+    Kind::Number {
+        min: 1,
+        max,
+        default: default.as_secs(),
+        unit: Unit::Seconds,
+    }
+}
+
+const fn at_least_one(default: usize, unit: Unit) -> Kind {
+    Kind::Number {
+        min: 1,
+        max: u64::MAX,
+        default: default as u64,
+        unit,
+    }
+}
+
+const fn text(default: &'static str) -> Kind {
+    Kind::Text {
+        default: TextDefault::Value(default),
+    }
+}
+
+const NO_DEFAULT: Kind = Kind::Text {
+    default: TextDefault::None,
+};
+
+settings_table! {
+    StorageContainer {
+        name: "STORAGE_CONTAINER", alias: Some("storage_container"), group: Group::Lake,
+        kind: text(DEFAULT_CONTAINER),
+        help: "ADLS filesystem (container); locally the first folder under `LOCAL_LAKE_DIR`. 3-63 lower-case letters, digits, hyphens.",
+    }
+    StorageDirectory {
+        name: "STORAGE_DIRECTORY", alias: Some("storage_directory"), group: Group::Lake,
+        kind: text(DEFAULT_DIRECTORY),
+        help: "Folder inside the container (`a/b` allowed). Letters, digits, `. _ = -`.",
+    }
+    StorageFileName {
+        name: "STORAGE_FILE_NAME", alias: Some("storage_file_name"), group: Group::Lake,
+        kind: NO_DEFAULT,
+        help: "Optional file-name prefix (the Python function's file name setting), at most 64 characters.",
+    }
+    PathTemplate {
+        name: "PATH_TEMPLATE", alias: None, group: Group::Lake,
+        kind: text(DEFAULT_TEMPLATE),
+        help: "Folders below the directory. Placeholders: `{db} {coll} {operationType} {year} {month} {day} {hour}` (UTC, from `clusterTime`). The file name is always appended.",
+    }
+    RecordEncoding {
+        name: "RECORD_ENCODING", alias: None, group: Group::Lake,
+        kind: Kind::Choice { options: &["relaxed", "canonical"], default: Some("relaxed") },
+        help: "Relaxed Extended JSON (plain numbers, ISO dates) or canonical (every BSON type kept exactly).",
+    }
+    LocalLakeDir {
+        name: "LOCAL_LAKE_DIR", alias: None, group: Group::LocalLake,
+        kind: text(DEFAULT_LAKE_DIR),
+        help: "Root of the local lake; records go to `<LOCAL_LAKE_DIR>/<container>/<directory>/...`. Only without an account: both set is an error.",
+    }
+    LocalLakeFsync {
+        name: "LOCAL_LAKE_FSYNC", alias: None, group: Group::LocalLake,
+        kind: Kind::Flag { default: true },
+        help: "Flush files to disk before answering 200. `false` only for throwaway lakes.",
+    }
+    StorageAccountName {
+        name: "STORAGE_ACCOUNT_NAME", alias: Some("storage_account_name"), group: Group::Adls,
+        kind: NO_DEFAULT,
+        help: "ADLS Gen2 account (3-24 lower-case letters and digits). Without an account (or a connection string) records go to the local lake.",
+    }
+    StorageAccountKey {
+        name: "STORAGE_ACCOUNT_KEY", alias: Some("storage_account_key"), group: Group::Adls,
+        kind: Kind::Secret,
+        help: "Credential 1: the account key (Shared Key), as the Python function used.",
+    }
+    StorageSasToken {
+        name: "STORAGE_SAS_TOKEN", alias: Some("storage_sas_token"), group: Group::Adls,
+        kind: Kind::Secret,
+        help: "Credential 2: a SAS token (account SAS for the blob service, `sp=racwdl`, resource types container and object).",
+    }
+    StorageConnectionString {
+        name: "STORAGE_CONNECTION_STRING", alias: Some("storage_connection_string"), group: Group::Adls,
+        kind: Kind::Secret,
+        help: "Credential 3: a connection string (`AccountName`, `AccountKey` or `SharedAccessSignature`, `EndpointSuffix`, `DefaultEndpointsProtocol`, `BlobEndpoint`, `DfsEndpoint`); replaces the account name.",
+    }
+    StorageAuth {
+        name: "STORAGE_AUTH", alias: None, group: Group::Adls,
+        kind: Kind::Choice { options: &["identity"], default: None },
+        help: "Credential 4: `identity` = Microsoft Entra ID (managed identity, `AZURE_CLIENT_ID`/`AZURE_TENANT_ID`/`AZURE_CLIENT_SECRET`, workload identity, Azure CLI). Keys, SAS tokens and connection strings are chosen by setting them.",
+    }
+    StorageDfsEndpoint {
+        name: "STORAGE_DFS_ENDPOINT", alias: None, group: Group::Adls,
+        kind: Kind::Text { default: TextDefault::Derived("https://<account>.dfs.core.windows.net/") },
+        help: "Another endpoint: a sovereign cloud, or a local DFS server such as `http://127.0.0.1:10004/devstoreaccount1`.",
+    }
+    StorageCreateFilesystem {
+        name: "STORAGE_CREATE_FILESYSTEM", alias: None, group: Group::Adls,
+        kind: Kind::Flag { default: false },
+        help: "Create the container when it is missing; otherwise a missing container fails writes with a message naming this setting.",
+    }
+    StorageWriteConcurrency {
+        name: "STORAGE_WRITE_CONCURRENCY", alias: None, group: Group::Adls,
+        kind: Kind::Number { min: 1, max: 1024, default: DEFAULT_WRITE_CONCURRENCY as u64, unit: Unit::Count },
+        help: "Files written to ADLS at once, process-wide.",
+    }
+    StorageRequestTimeoutSecs {
+        name: "STORAGE_REQUEST_TIMEOUT_SECS", alias: None, group: Group::Adls,
+        kind: seconds(DEFAULT_REQUEST_TIMEOUT, u64::MAX),
+        help: "Longest wait for one storage request.",
+    }
+    StorageRetryBudgetSecs {
+        name: "STORAGE_RETRY_BUDGET_SECS", alias: None, group: Group::Adls,
+        kind: seconds(DEFAULT_RETRY_BUDGET, MAX_RETRY_BUDGET_SECS),
+        help: "Longest time spent retrying one file (throttling, 5xx, network errors) before answering 503 (Azure Functions ends requests after 230 s; this plus twice the request timeout must be at most 220).",
+    }
+    MaxBodyBytes {
+        name: "MAX_BODY_BYTES", alias: None, group: Group::Requests,
+        kind: at_least_one(DEFAULT_MAX_BODY_BYTES, Unit::Bytes),
+        help: "Largest request body (the Azure Functions limit); 413 above.",
+    }
+    IngestHmacSecret {
+        name: "INGEST_HMAC_SECRET", alias: None, group: Group::Requests,
+        kind: Kind::Secret,
+        help: "Signed requests: every request must carry a valid `X-Ingest-Signature` made with this secret, else 401. At least 16 characters. Unset: unsigned requests are accepted and start-up logs a warning.",
+    }
+    IngestHmacToleranceSecs {
+        name: "INGEST_HMAC_TOLERANCE_SECS", alias: None, group: Group::Requests,
+        kind: seconds(Duration::from_secs(DEFAULT_TOLERANCE_SECS), MAX_TOLERANCE_SECS),
+        help: "Largest difference between a signature's timestamp and the handler's clock, either way.",
+    }
+    FunctionsCustomhandlerPort {
+        name: "FUNCTIONS_CUSTOMHANDLER_PORT", alias: None, group: Group::Server,
+        kind: Kind::Number { min: 0, max: u16::MAX as u64, default: DEFAULT_PORT as u64, unit: Unit::Count },
+        help: "Set by the Functions host. The handler listens on `127.0.0.1:<port>`.",
+    }
+    BindAddr {
+        name: "BIND_ADDR", alias: None, group: Group::Server,
+        kind: text("127.0.0.1"),
+        help: "An IP or `IP:port` to listen on instead.",
+    }
+    HeaderReadTimeoutSecs {
+        name: "HEADER_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
+        kind: seconds(DEFAULT_HEADER_READ_TIMEOUT, u64::MAX),
+        help: "A request's headers must arrive within this.",
+    }
+    BodyReadTimeoutSecs {
+        name: "BODY_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
+        kind: seconds(DEFAULT_BODY_READ_TIMEOUT, u64::MAX),
+        help: "A request's body must arrive within this.",
+    }
+    IdleTimeoutSecs {
+        name: "IDLE_TIMEOUT_SECS", alias: None, group: Group::Server,
+        kind: seconds(DEFAULT_IDLE_TIMEOUT, u64::MAX),
+        help: "A kept-alive connection with no request is closed after this.",
+    }
+    MaxConnections {
+        name: "MAX_CONNECTIONS", alias: None, group: Group::Server,
+        kind: at_least_one(DEFAULT_MAX_CONNECTIONS, Unit::Count),
+        help: "Connections served at once; more wait in the listen backlog.",
+    }
+    ShutdownTimeoutSecs {
+        name: "SHUTDOWN_TIMEOUT_SECS", alias: None, group: Group::Server,
+        kind: seconds(DEFAULT_SHUTDOWN_TIMEOUT, u64::MAX),
+        help: "After SIGTERM, requests in flight get this long before the process exits.",
+    }
+    MaxInflightBytes {
+        name: "MAX_INFLIGHT_BYTES", alias: None, group: Group::Server,
+        kind: at_least_one(DEFAULT_MAX_INFLIGHT_BYTES, Unit::Bytes),
+        help: "Request bytes held at once over all requests (from the moment a body is read until its files are stored); a request that cannot fit within 2 s gets 503 with Retry-After. At least `MAX_BODY_BYTES`. See \"Memory\".",
+    }
+    LogFormat {
+        name: "LOG_FORMAT", alias: None, group: Group::Logs,
+        kind: Kind::Choice { options: &["text", "json"], default: Some("text") },
+        help: "`json`: one object per line, for Application Insights.",
+    }
+    RustLog {
+        name: "RUST_LOG", alias: None, group: Group::Logs,
+        kind: text("info"),
+        help: "Log filter (`tracing` directives, e.g. `debug` or `mongo_lake_ingest=debug`). The storage and HTTP client libraries stay at `info`.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_row_is_its_keys_row() {
+        for (index, setting) in SETTINGS.iter().enumerate() {
+            assert_eq!(setting.key as usize, index, "{}", setting.name);
+            assert!(std::ptr::eq(setting.key.setting(), setting));
+        }
+    }
+
+    #[test]
+    fn names_and_aliases_are_unique() {
+        let mut seen = HashSet::new();
+        for name in setting_names() {
+            assert!(seen.insert(name), "{name} twice");
+        }
+        // Nor do two settings differ only in case (Windows environments ignore case).
+        let mut upper = HashSet::new();
+        for setting in SETTINGS {
+            assert!(
+                upper.insert(setting.name.to_ascii_uppercase()),
+                "{}",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_upper_case_and_aliases_are_the_lower_case_name() {
+        for setting in SETTINGS {
+            assert_eq!(setting.name, setting.name.to_ascii_uppercase());
+            if let Some(alias) = setting.alias {
+                assert_eq!(alias, setting.name.to_ascii_lowercase());
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_has_help_and_a_group_that_is_shown() {
+        for setting in SETTINGS {
+            let help = setting.help.trim();
+            assert!(help.len() >= 20, "{} needs help text", setting.name);
+            assert!(help.ends_with('.'), "{}: a sentence", setting.name);
+            assert!(Group::ALL.contains(&setting.group), "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn number_defaults_are_in_their_range() {
+        for setting in SETTINGS {
+            if let Kind::Number {
+                min, max, default, ..
+            } = setting.kind
+            {
+                assert!((min..=max).contains(&default), "{}", setting.name);
+            }
+            if let Kind::Choice {
+                options,
+                default: Some(default),
+            } = setting.kind
+            {
+                assert!(options.contains(&default), "{}", setting.name);
+            }
+        }
+    }
+}
