@@ -11,6 +11,7 @@
 
 mod forwarded;
 mod invocation;
+mod request_span;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest", post(invocation::ingest))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_span::request_span))
         .with_state(state)
 }
 
@@ -61,7 +63,9 @@ impl AppState {
         }
         let ingestor = Arc::clone(&self.ingestor);
         self.tracker
-            .spawn(async move { ingestor.ingest(body, format).await })
+            .spawn(tracing::Instrument::in_current_span(async move {
+                ingestor.ingest(body, format).await
+            }))
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
     }
