@@ -262,3 +262,114 @@ async fn without_a_secret_unsigned_and_signed_requests_are_accepted() {
     assert_eq!(status, 200, "{answer}");
     server.stop().await;
 }
+
+/// Payload mode with the caller's headers exactly as listed (names in this order, any
+/// casing, each value a one-element list) and `body_json` as the text of `Body`.
+async fn invoke_raw(
+    server: &TestServer,
+    headers: &[(&str, &str)],
+    body_json: &str,
+) -> (u16, Value) {
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{}:[{}]", Value::from(*name), Value::from(*value)))
+        .collect();
+    let envelope = format!(
+        r#"{{"Data":{{"req":{{"Method":"POST","Headers":{{{}}},"Body":{body_json}}}}},"Metadata":{{}}}}"#,
+        headers.join(",")
+    );
+    let response = server
+        .client
+        .post(server.url("/ingest"))
+        .header("Content-Type", "application/json")
+        .body(envelope)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200, "the host always gets 200");
+    let outer: Value = response.json().await.expect("envelope");
+    let res = &outer["Outputs"]["res"];
+    let body = serde_json::from_str(res["body"].as_str().expect("body")).expect("JSON");
+    (res["statusCode"].as_u64().expect("status") as u16, body)
+}
+
+#[tokio::test]
+async fn payload_mode_headers_differing_in_case_are_one_list_in_envelope_order() {
+    let server = signed_server().await;
+    let body = sample("insert.json");
+    let body_json = Value::from(body.as_str()).to_string();
+    let t = now();
+    let signed = signature(SECRET, t, &body);
+
+    // The signature is found whichever casing carries it.
+    for name in [
+        "x-ingest-signature",
+        "X-INGEST-SIGNATURE",
+        "X-Ingest-Signature",
+    ] {
+        let headers = [
+            ("content-type", "application/json"),
+            (name, signed.as_str()),
+        ];
+        let (status, answer) = invoke_raw(&server, &headers, &body_json).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+    }
+    // Two casings are one header: `t` under one, `v1` under the other.
+    let v1_only = format!("v1={}", v1(SECRET, t, &body));
+    let split = [
+        ("Content-Type", "application/json"),
+        ("X-Ingest-Signature", &format!("t={t}") as &str),
+        ("x-ingest-signature", &v1_only),
+    ];
+    let (status, answer) = invoke_raw(&server, &split, &body_json).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Conflicting Content-Types: the first in the envelope counts, every time (a map
+    // with random iteration order answered 200 or 415 from run to run).
+    let json_first = [
+        ("Content-Type", "application/json"),
+        ("content-type", "text/plain"),
+        (HEADER, signed.as_str()),
+    ];
+    let text_first = [
+        ("content-type", "text/plain"),
+        ("Content-Type", "application/json"),
+        (HEADER, signed.as_str()),
+    ];
+    for _ in 0..16 {
+        let (status, answer) = invoke_raw(&server, &json_first, &body_json).await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, answer) = invoke_raw(&server, &text_first, &body_json).await;
+        assert_eq!(
+            (status, &answer["error"]),
+            (415, &Value::from("unsupported_media_type"))
+        );
+    }
+    assert_eq!(server.files().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn payload_mode_refuses_an_unsigned_body_of_any_shape_before_reading_it() {
+    let server = signed_server().await;
+    let event = sample("insert.json");
+    // A host passing the body as JSON rather than a string: unsigned, it is refused like
+    // any other (and never parsed: the memory benchmark measures that).
+    let array = format!("[{event}, {event}]");
+    let (status, answer) =
+        invoke_raw(&server, &[("Content-Type", "application/json")], &array).await;
+    assert_eq!(
+        (status, &answer["error"]),
+        (401, &Value::from("invalid_signature"))
+    );
+    // Signed, it is checked over its text as it stands in the envelope.
+    let header = signature(SECRET, now(), &array);
+    let headers = [
+        ("Content-Type", "application/json"),
+        (HEADER, header.as_str()),
+    ];
+    let (status, answer) = invoke_raw(&server, &headers, &array).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["events"], 2);
+    server.stop().await;
+}

@@ -12,6 +12,7 @@
 mod budget;
 mod forwarded;
 mod invocation;
+mod request_span;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ingest", post(invocation::ingest))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_span::request_span))
         .with_state(state)
 }
 
@@ -82,11 +84,11 @@ impl AppState {
         }
         let ingestor = Arc::clone(&self.ingestor);
         self.tracker
-            .spawn(async move {
+            .spawn(tracing::Instrument::in_current_span(async move {
                 let outcome = ingestor.ingest(body, framing).await;
                 drop(reservation);
                 outcome
-            })
+            }))
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
     }

@@ -22,7 +22,8 @@ const DEFAULTS = {
   // the 300 s Atlas function limit to dead-letter the event afterwards.
   retryBudgetMs: 240000,
   // context.http has no timeout of its own; an attempt without an answer is abandoned
-  // (and retried) after this long. Above the handler's own storage retry budget (60 s).
+  // (and retried) after this long: below the handler's storage deadline (120 s by
+  // default), on purpose (docs/decisions.md, "Budgets").
   attemptTimeoutMs: 100000,
   retryBaseMs: 1000,
   retryMaxDelayMs: 30000,

@@ -16,14 +16,11 @@ pub(super) fn describe(
 ) -> String {
     let Some((status, code)) = status_and_code(error) else {
         return match error.kind() {
-            ErrorKind::Io => {
-                "no answer from the storage endpoint (connection failed or timed out)".into()
-            }
             ErrorKind::Credential => format!(
                 "could not get a Microsoft Entra ID token ({}); on Azure, turn on the Function App's system-assigned identity",
                 with_causes(error)
             ),
-            other => format!("{other}"),
+            _ => cause(error),
         };
     };
     let code = code.unwrap_or("no error code");
@@ -48,9 +45,22 @@ pub(super) fn describe(
         _ => String::new(),
     };
     if hint.is_empty() {
-        format!("HTTP {status} {code}")
+        cause(error)
     } else {
-        format!("HTTP {status} {code}: {hint}")
+        format!("{}: {hint}", cause(error))
+    }
+}
+
+/// The failure in a few words, for a retry's log line: the status and storage error code,
+/// or the kind of failure. Never a message, which can quote a URL.
+pub(super) fn cause(error: &azure_core::Error) -> String {
+    match (status_and_code(error), error.kind()) {
+        (Some((status, code)), _) => format!("HTTP {status} {}", code.unwrap_or("no error code")),
+        (None, ErrorKind::Io) => {
+            "no answer from the storage endpoint (connection failed or timed out)".into()
+        }
+        (None, ErrorKind::Credential) => "no Microsoft Entra ID token".into(),
+        (None, other) => format!("{other}"),
     }
 }
 

@@ -225,7 +225,9 @@ impl Inner {
         let name = file.path.file_name().as_str();
         let contents = Bytes::from(file.contents);
         let mut backoff = Backoff::until(retry_until);
+        let mut attempt: u32 = 0;
         loop {
+            attempt += 1;
             let outcome = {
                 // Held for one attempt, not across the waits between attempts. The
                 // semaphore is never closed, so a permit always comes.
@@ -246,7 +248,17 @@ impl Inner {
                 is_transient(&failure.error) || failure.code() == Some("SourcePathNotFound")
             };
             match backoff.next_delay() {
-                Some(delay) if retry => tokio::time::sleep(delay).await,
+                Some(delay) if retry => {
+                    // Never the path (it holds the `_id`) or the error's text (a URL).
+                    tracing::warn!(
+                        attempt,
+                        operation = failure.operation,
+                        cause = %diagnosis::cause(&failure.error),
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "storage attempt failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
                 _ => {
                     return Err(SinkError::Storage {
                         operation: failure.operation,
