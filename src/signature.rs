@@ -59,6 +59,7 @@ pub struct SignatureHeader {
     signatures: Vec<[u8; SIGNATURE_LEN]>,
 }
 
+#[cfg(test)]
 impl SignatureHeader {
     pub fn timestamp(&self) -> u64 {
         self.timestamp
@@ -234,7 +235,8 @@ impl Verifier {
         }
     }
 
-    /// Both checks at once, for callers that already hold the body.
+    /// Both checks at once (tests).
+    #[cfg(test)]
     pub fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
         let header = self.check_header(header)?;
         self.verify_body(&header, body)

@@ -621,3 +621,141 @@ async fn path_template_and_file_prefix_settings_apply() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_byte_order_mark_before_json_or_ndjson_is_skipped() {
+    let server = TestServer::start(&[]).await;
+    let answer = server
+        .post_json(&format!("\u{feff}{}", sample("insert.json")))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["written"], 1);
+    let answer = server
+        .post(
+            "application/x-ndjson",
+            format!("\u{feff}{}", sample("batch.ndjson")),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["events"], 5);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn empty_and_non_event_bodies_say_what_was_expected() {
+    let server = TestServer::start(&[]).await;
+    for (body, code) in [
+        ("", "malformed_json"),
+        ("  \n", "malformed_json"),
+        ("42", "invalid_event"),
+        ("\"an event\"", "invalid_event"),
+    ] {
+        let answer = server.post_json(body).await;
+        assert_eq!(answer.status, 400, "{body:?}");
+        assert_eq!(answer.body["error"], code, "{body:?}");
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("a change event object, a JSON array of them, or NDJSON"),
+            "{body:?}: {detail}"
+        );
+    }
+    assert!(server.files().is_empty());
+    server.stop().await;
+}
+
+/// A large document of small numbers, in both encodings: the record's `data` is the
+/// document, exactly (the streaming writer at scale, not only on small cases).
+#[tokio::test]
+async fn a_large_array_of_numbers_is_stored_exactly_in_both_encodings() {
+    let numbers: Vec<String> = (0..200_000).map(|n| (n % 1000 - 500).to_string()).collect();
+    let document = format!(r#"{{"_id":1,"v":[{}],"x":1.5}}"#, numbers.join(","));
+    for encoding in ["relaxed", "canonical"] {
+        let server = TestServer::start(&[("RECORD_ENCODING", encoding)]).await;
+        let answer = server.post_json(&insert_event("82AB", 1, &document)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let path = answer.written()[0].clone();
+        let data = server.record(&path)["data"].clone();
+        let read_back = bson::Bson::try_from(data).expect("Extended JSON");
+        let expected: serde_json::Value = serde_json::from_str(&document).expect("JSON");
+        let expected = bson::Bson::try_from(expected).expect("Extended JSON");
+        assert_eq!(read_back, expected, "{encoding}");
+        server.stop().await;
+    }
+}
+
+/// `MAX_INFLIGHT_BYTES`: a request that cannot fit beside the bytes already in flight
+/// waits briefly, then gets 503 `server_busy` with `Retry-After`; nothing is written for
+/// it, and once the bytes are free requests are served again.
+#[tokio::test]
+async fn requests_beyond_the_in_flight_budget_get_503_with_retry_after() {
+    use tokio::io::AsyncWriteExt;
+
+    let server =
+        TestServer::start(&[("MAX_BODY_BYTES", "65536"), ("MAX_INFLIGHT_BYTES", "65536")]).await;
+    // A client that declares 60 KB and sends only part of it holds 60 KB of the budget.
+    let body = sample("insert.json");
+    let padded = format!("{body}{}", " ".repeat(60_000 - body.len()));
+    let mut stalled = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /api/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        padded.len()
+    );
+    stalled.write_all(head.as_bytes()).await.expect("head");
+    stalled
+        .write_all(&padded.as_bytes()[..1000])
+        .await
+        .expect("part of the body");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    // 10 KB more does not fit beside it.
+    let pad = ".".repeat(10_000);
+    let answer = server
+        .post_json(&insert_event(
+            "82AC",
+            2,
+            &format!(r#"{{"_id":2,"pad":"{pad}"}}"#),
+        ))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["error"], "server_busy");
+    assert_eq!(
+        answer
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("2")
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "it waited for room first"
+    );
+    assert!(server.files().is_empty());
+
+    // The stalled request completes; its bytes go back to the budget.
+    stalled
+        .write_all(&padded.as_bytes()[1000..])
+        .await
+        .expect("the rest");
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("\"written\"") {
+        use tokio::io::AsyncReadExt;
+        let read = stalled.read(&mut buffer).await.expect("reply");
+        assert!(
+            read > 0,
+            "reply ended early: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&buffer[..read]);
+    }
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+    let answer = server
+        .post_json(&insert_event("82AD", 3, r#"{"_id":3}"#))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(server.files().len(), 2);
+    server.stop().await;
+}

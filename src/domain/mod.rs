@@ -2,11 +2,11 @@
 //! Each type parses its input once and owns its invariants, so the rest of the
 //! service never re-checks them.
 
-pub mod change_event;
-pub mod extjson;
-pub mod lake_path;
-pub mod layout;
-pub mod record;
+pub(crate) mod change_event;
+pub(crate) mod extjson;
+pub(crate) mod lake_path;
+pub(crate) mod layout;
+pub(crate) mod record;
 
 pub use change_event::{ChangeEvent, DataChange, DataOperation, EventError, Namespace};
 pub use extjson::Encoding;

@@ -79,7 +79,8 @@ impl InflightBudget {
         Ok(())
     }
 
-    /// Bytes free now (for tests and logs).
+    /// Bytes free now.
+    #[cfg(test)]
     pub fn available_bytes(&self) -> usize {
         self.units.available_permits() * UNIT
     }

@@ -10,8 +10,8 @@ mod read;
 mod transcode;
 mod write;
 
-pub use framing::{split_events, BodyError, Events, Framing};
-pub use read::{read_value, MAX_FIELD_VALUES};
+pub use framing::{split_events, BodyError, Framing};
+pub use read::read_value;
 pub use transcode::{write_document, JsonDocument};
 pub(crate) use write::write_str;
 pub use write::{to_extjson_string, write_bson_document, write_extjson};
