@@ -1,8 +1,8 @@
 //! MongoDB Atlas change events in, one lake file per change out.
 //!
 //! Layout: `configuration` reads settings, `telemetry` sets up logs, `startup` builds and
-//! runs the server, `routes` speaks the Azure Functions custom-handler protocol,
-//! `ingest` turns a body into stored records, `domain` holds the parsed types, and
+//! runs the application, `server` accepts connections and times them out, `routes` speaks
+//! the Azure Functions custom-handler protocol, `ingest` turns a body into stored records, `domain` holds the parsed types, and
 //! `sink` is where records are stored. `signature` checks signed requests; `error` maps
 //! failures to HTTP answers.
 
@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod ingest;
 pub mod routes;
+pub mod server;
 pub mod signature;
 pub mod sink;
 pub mod startup;

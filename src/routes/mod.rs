@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::task::TaskTracker;
 
-use crate::error::{IngestError, Reply};
+use crate::error::{BodyReadTimeout, IngestError, Reply};
 use crate::ingest::{BodyFormat, Ingestor, Summary, INLINE_PARSE_LIMIT};
 use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
@@ -124,12 +124,15 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, IngestError>
     axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|error| {
-            // Over the limit is 413; anything else (a caller that hung up, broken
-            // chunking) is the caller's problem, not a size problem.
+            // Over the limit is 413, too slow is 408; anything else (a caller that hung
+            // up, broken chunking) is the caller's problem, not a size problem.
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
             while let Some(cause) = source {
                 if cause.is::<http_body_util::LengthLimitError>() {
                     return IngestError::PayloadTooLarge { limit };
+                }
+                if let Some(timeout) = cause.downcast_ref::<BodyReadTimeout>() {
+                    return IngestError::BodyTimeout(*timeout);
                 }
                 source = cause.source();
             }
