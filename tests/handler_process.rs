@@ -34,54 +34,6 @@ async fn answers_the_host_ping_and_stores_events() {
 }
 
 #[tokio::test]
-async fn sigterm_lets_an_in_flight_batch_finish() {
-    let lake = tempfile::tempdir().expect("lake");
-    let handler = Handler::start(lake.path(), &[]);
-    const EVENTS: usize = 10_000;
-    let events: Vec<String> = (0..EVENTS as u32)
-        .map(|n| {
-            insert_event(
-                &format!("82{n:08X}"),
-                1_700_000_000 + n,
-                r#"{"_id": 1, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
-            )
-        })
-        .collect();
-    let body = format!("[{}]", events.join(","));
-    let url = handler.url("/api/ingest");
-    let request = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-    });
-    // Let the batch start writing, then ask the handler to stop.
-    let batch_dir = lake.path().join("mongodb/changes");
-    let started = Instant::now();
-    while count_files(&batch_dir) == 0 && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let stored_at_sigterm = count_files(&batch_dir);
-    handler.terminate();
-    assert!(
-        (1..EVENTS).contains(&stored_at_sigterm),
-        "SIGTERM must arrive while the batch is being written ({stored_at_sigterm} stored)"
-    );
-    let response = request.await.expect("join").expect("answered, not dropped");
-    assert_eq!(response.status(), 200);
-    let (code, log) = handler.wait();
-    assert_eq!(code, Some(0), "clean exit: {log:?}");
-    assert_eq!(
-        count_files(&batch_dir),
-        EVENTS,
-        "every write of the batch finished"
-    );
-    assert!(log.iter().any(|line| line.contains("SIGTERM")), "{log:?}");
-}
-
-#[tokio::test]
 async fn logs_never_hold_document_contents() {
     let lake = tempfile::tempdir().expect("lake");
     let handler = Handler::start(lake.path(), &[]);

@@ -111,6 +111,22 @@ impl Handler {
             .expect("post")
     }
 
+    /// POSTs a JSON body from another task, so the test can act while it is handled.
+    pub fn post_json_in_background(
+        &self,
+        body: String,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let url = self.url("/api/ingest");
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+        })
+    }
+
     /// Sends SIGTERM, as the host does when it stops a worker.
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -154,6 +170,24 @@ impl Drop for Handler {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A JSON array of `events` distinct insert events of `document`: large enough to be
+/// still being written when a test signals the handler.
+pub fn numbered_batch(events: usize, document: &str) -> String {
+    let events: Vec<String> = (0..events as u32)
+        .map(|n| super::insert_event(&format!("82{n:08X}"), 1_700_000_000 + n, document))
+        .collect();
+    format!("[{}]", events.join(","))
+}
+
+/// Waits up to 30 s for the first file under `dir` and returns how many there are then.
+pub async fn first_files(dir: &Path) -> usize {
+    let started = Instant::now();
+    while count_files(dir) == 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    count_files(dir)
 }
 
 /// Files under `dir`, at any depth.
