@@ -1,5 +1,7 @@
 //! Every way a request can fail, and the one place each failure becomes an HTTP answer.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use serde_json::json;
 
@@ -11,6 +13,14 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// Seconds a caller should wait before retrying a request turned away as busy: requests
 /// in flight take about a second.
 pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
+
+/// A request body that had not fully arrived within `BODY_READ_TIMEOUT_SECS`: raised by the
+/// server's body wrapper, recognised by the routes in the body's error chain (408).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the body did not arrive within BODY_READ_TIMEOUT_SECS ({} s)", .limit.as_secs())]
+pub struct BodyReadTimeout {
+    pub limit: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -28,6 +38,8 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     UnreadableBody(String),
+    #[error(transparent)]
+    BodyTimeout(#[from] BodyReadTimeout),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -61,6 +73,7 @@ impl IngestError {
             | IngestError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Storage { .. } | IngestError::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -78,6 +91,7 @@ impl IngestError {
             IngestError::InvalidEvent { .. } => "invalid_event",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::UnreadableBody(_) => "unreadable_body",
+            IngestError::BodyTimeout(_) => "request_timeout",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::BadEnvelope(_) => "bad_envelope",
             IngestError::Unauthorized(_) => "invalid_signature",
@@ -171,6 +185,19 @@ mod tests {
             reply.body,
             json!({"error": "invalid_signature", "detail": "the X-Ingest-Signature header is missing"})
         );
+    }
+
+    #[test]
+    fn a_stalled_body_is_408_request_timeout() {
+        let error = IngestError::from(BodyReadTimeout {
+            limit: Duration::from_secs(60),
+        });
+        let reply = Reply::from(&error);
+        assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(reply.body["error"], "request_timeout");
+        assert!(reply.body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("BODY_READ_TIMEOUT_SECS (60 s)")));
     }
 
     #[test]

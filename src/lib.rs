@@ -1,8 +1,9 @@
 //! MongoDB Atlas change events in, one lake file per change out.
 //!
-//! Layout: `cli` reads the command line, `configuration` reads settings, `telemetry` sets up logs, `startup` builds and
-//! runs the server, `routes` speaks the Azure Functions custom-handler protocol,
-//! `ingest` turns a body into stored records, `domain` holds the parsed types, and
+//! Layout: `cli` reads the command line, `configuration` reads settings, `telemetry` sets
+//! up logs, `startup` builds and runs the application, `server` accepts connections and
+//! times them out, `routes` speaks the Azure Functions custom-handler protocol, `ingest`
+//! turns a body into stored records, `domain` holds the parsed types, and
 //! `sink` is where records are stored. `signature` checks signed requests; `error` maps
 //! failures to HTTP answers.
 
@@ -13,6 +14,7 @@ pub mod domain;
 pub(crate) mod error;
 pub(crate) mod ingest;
 pub(crate) mod routes;
+pub(crate) mod server;
 pub(crate) mod signature;
 pub mod sink;
 pub mod startup;

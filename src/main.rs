@@ -27,7 +27,12 @@ fn serve() -> ExitCode {
     // Before any thread exists (allocator arenas, open-file limit).
     tune_process();
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run()),
+        Ok(runtime) => {
+            let code = runtime.block_on(run());
+            // `run` bounded the shutdown already; do not wait again for abandoned work.
+            runtime.shutdown_background();
+            code
+        }
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
             ExitCode::FAILURE

@@ -4,14 +4,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::configuration::{Settings, StorageSettings};
+use crate::configuration::{ServerLimits, Settings, StorageSettings};
 use crate::ingest::Ingestor;
 use crate::routes::{router, AppState, InflightBudget, INGEST_PATH};
+use crate::server::Server;
 use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
 
@@ -33,10 +34,22 @@ pub enum StartupError {
     Adls(#[from] ClientError),
 }
 
+/// Serving ended badly. Nothing in it was acknowledged: a 200 is only sent once stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("shutdown did not finish within SHUTDOWN_TIMEOUT_SECS ({} s): {connections} connections and {writes} ingest tasks abandoned, none of them answered 200", .after.as_secs())]
+    ShutdownTimedOut {
+        after: Duration,
+        connections: usize,
+        writes: usize,
+    },
+}
+
 /// A bound, ready-to-serve application.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -68,6 +81,7 @@ impl Application {
                 })?;
         Ok(Application {
             listener,
+            limits: settings.limits.clone(),
             state: AppState {
                 ingestor: Arc::new(ingestor),
                 tracker: TaskTracker::new(),
@@ -95,23 +109,29 @@ impl Application {
         self.state.ingestor.sink().describe()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections, lets requests
-    /// in flight finish and waits for every write they started.
+    /// Serves until `shutdown` completes, then stops accepting connections, lets the
+    /// requests whose body is in finish and waits for every write they started: all of it
+    /// within `SHUTDOWN_TIMEOUT_SECS` of the signal, whatever clients do.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> io::Result<()> {
+    ) -> Result<(), ServeError> {
         let tracker = self.state.tracker.clone();
-        // Small JSON answers should leave at once, not wait for Nagle's algorithm.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let draining = Server::new(self.listener, router(self.state), &self.limits)
+            .serve_until(shutdown)
+            .await;
+        let deadline = tokio::time::Instant::now() + self.limits.shutdown_timeout;
         tracker.close();
-        tracker.wait().await;
-        Ok(())
+        let drained = tokio::time::timeout_at(deadline, async {
+            draining.closed().await;
+            tracker.wait().await;
+        })
+        .await;
+        drained.map_err(|_| ServeError::ShutdownTimedOut {
+            after: self.limits.shutdown_timeout,
+            connections: draining.open(),
+            writes: tracker.len(),
+        })
     }
 }
 

@@ -5,136 +5,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::handler::{count_files, Handler};
 use support::{insert_event, sample};
-
-struct Handler {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Handler {
-    /// Starts the binary with JSON logs and waits for its `ready` line.
-    fn start(lake: &Path, extra: &[(&str, &str)]) -> Handler {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
-        command
-            .env_clear()
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if !extra
-            .iter()
-            .any(|(name, _)| *name == "STORAGE_ACCOUNT_NAME")
-        {
-            command.env("LOCAL_LAKE_DIR", lake);
-        }
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("handler starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut log = Vec::new();
-        let addr = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a ready line within 10 s");
-            log.push(line.clone());
-            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
-            if entry["message"] == "ready" {
-                break entry["address"]
-                    .as_str()
-                    .expect("address")
-                    .parse()
-                    .expect("addr");
-            }
-        };
-        Handler {
-            child,
-            addr,
-            lines,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// POSTs a JSON body to the forwarding-mode route, as the Functions host passes it on.
-    async fn post_json(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        reqwest::Client::new()
-            .post(self.url("/api/ingest"))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("post")
-    }
-
-    /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings.
-    fn start_on_adls(endpoint: &str, extra: &[(&str, &str)]) -> Handler {
-        let unused = tempfile::tempdir().expect("dir");
-        let mut settings = vec![
-            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
-            ("STORAGE_DFS_ENDPOINT", endpoint),
-        ];
-        settings.extend_from_slice(extra);
-        Handler::start(unused.path(), &settings)
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// Waits for exit and returns the exit code and every log line.
-    fn wait(mut self) -> (Option<i32>, Vec<String>) {
-        let status = self.child.wait().expect("handler exits");
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.log.push(line);
-        }
-        (status.code(), self.log)
-    }
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| {
-                    let path = entry.path();
-                    if path.is_dir() {
-                        count_files(&path)
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::test]
 async fn answers_the_host_ping_and_stores_events() {
@@ -153,54 +31,6 @@ async fn answers_the_host_ping_and_stores_events() {
     handler.terminate();
     let (code, _) = handler.wait();
     assert_eq!(code, Some(0));
-}
-
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_batch_finish() {
-    let lake = tempfile::tempdir().expect("lake");
-    let handler = Handler::start(lake.path(), &[]);
-    const EVENTS: usize = 10_000;
-    let events: Vec<String> = (0..EVENTS as u32)
-        .map(|n| {
-            insert_event(
-                &format!("82{n:08X}"),
-                1_700_000_000 + n,
-                r#"{"_id": 1, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
-            )
-        })
-        .collect();
-    let body = format!("[{}]", events.join(","));
-    let url = handler.url("/api/ingest");
-    let request = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-    });
-    // Let the batch start writing, then ask the handler to stop.
-    let batch_dir = lake.path().join("mongodb/changes");
-    let started = Instant::now();
-    while count_files(&batch_dir) == 0 && started.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let stored_at_sigterm = count_files(&batch_dir);
-    handler.terminate();
-    assert!(
-        (1..EVENTS).contains(&stored_at_sigterm),
-        "SIGTERM must arrive while the batch is being written ({stored_at_sigterm} stored)"
-    );
-    let response = request.await.expect("join").expect("answered, not dropped");
-    assert_eq!(response.status(), 200);
-    let (code, log) = handler.wait();
-    assert_eq!(code, Some(0), "clean exit: {log:?}");
-    assert_eq!(
-        count_files(&batch_dir),
-        EVENTS,
-        "every write of the batch finished"
-    );
-    assert!(log.iter().any(|line| line.contains("SIGTERM")), "{log:?}");
 }
 
 #[tokio::test]

@@ -304,27 +304,27 @@ settings_table! {
     HeaderReadTimeoutSecs {
         name: "HEADER_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
         kind: seconds(DEFAULT_HEADER_READ_TIMEOUT, u64::MAX),
-        help: "A request's headers must arrive within this.",
+        help: "A request head (request line and headers) must arrive within this, on a new connection or once its first byte has come on a kept-alive one; else the connection is closed.",
     }
     BodyReadTimeoutSecs {
         name: "BODY_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
         kind: seconds(DEFAULT_BODY_READ_TIMEOUT, u64::MAX),
-        help: "A request's body must arrive within this.",
+        help: "A request body must have fully arrived this long after its head; else 408 `request_timeout` (nothing is written; the Atlas side retries) and the connection is closed.",
     }
     IdleTimeoutSecs {
         name: "IDLE_TIMEOUT_SECS", alias: None, group: Group::Server,
         kind: seconds(DEFAULT_IDLE_TIMEOUT, u64::MAX),
-        help: "A kept-alive connection with no request is closed after this.",
+        help: "A kept-alive connection with no new request for this long is closed (longer than the host's own 60 s pool idle timeout, so the host closes first).",
     }
     MaxConnections {
         name: "MAX_CONNECTIONS", alias: None, group: Group::Server,
         kind: at_least_one(DEFAULT_MAX_CONNECTIONS, Unit::Count),
-        help: "Connections served at once; more wait in the listen backlog.",
+        help: "Connections served at once; further ones wait in the listen backlog until one closes. Capped at half the open-file limit (start-up logs a warning).",
     }
     ShutdownTimeoutSecs {
         name: "SHUTDOWN_TIMEOUT_SECS", alias: None, group: Group::Server,
         kind: seconds(DEFAULT_SHUTDOWN_TIMEOUT, u64::MAX),
-        help: "After SIGTERM, requests in flight get this long before the process exits.",
+        help: "After SIGTERM, the longest the handler takes to exit: requests whose body has arrived finish within it (see \"Slow clients and shutdown\").",
     }
     MaxInflightBytes {
         name: "MAX_INFLIGHT_BYTES", alias: None, group: Group::Server,

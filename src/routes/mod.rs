@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::blocking::run_sized;
 use crate::domain::extjson::Framing;
-use crate::error::{IngestError, Reply};
+use crate::error::{BodyReadTimeout, IngestError, Reply};
 use crate::ingest::{Ingestor, Summary};
 use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
@@ -209,8 +209,16 @@ async fn read_body(
     Ok((collected.freeze(), reservation))
 }
 
-/// A body that could not be read: the caller hung up, or sent broken chunking.
+/// A body that could not be read: too slow (408), or the caller hung up or sent broken
+/// chunking (the caller's problem, not a size problem).
 fn unreadable(error: axum::Error) -> IngestError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if let Some(timeout) = cause.downcast_ref::<BodyReadTimeout>() {
+            return IngestError::BodyTimeout(*timeout);
+        }
+        source = cause.source();
+    }
     IngestError::UnreadableBody(error.to_string())
 }
 

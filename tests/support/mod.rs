@@ -2,12 +2,14 @@
 //! helpers to read the lake back.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod handler;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mongo_lake_ingest::configuration::Settings;
-use mongo_lake_ingest::startup::Application;
+use mongo_lake_ingest::startup::{Application, ServeError};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,7 +22,7 @@ pub struct TestServer {
     pub lake: tempfile::TempDir,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
 /// A reply, read fully.

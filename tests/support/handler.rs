@@ -1,0 +1,210 @@
+//! The built `handler` binary as the Functions host runs it: started with
+//! `FUNCTIONS_CUSTOMHANDLER_PORT` in its environment, stopped with SIGTERM, and killed if
+//! a test ends (or fails) without stopping it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Handler {
+    child: Child,
+    pub addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Handler {
+    /// Starts the binary with JSON logs and waits for its `ready` line.
+    pub fn start(lake: &Path, extra: &[(&str, &str)]) -> Handler {
+        Handler::spawn(Command::new(env!("CARGO_BIN_EXE_handler")), lake, extra)
+    }
+
+    /// As [`Handler::start`], under an open-file limit of `files` (soft and hard), as a
+    /// small container or a tight `ulimit` gives it.
+    pub fn start_with_open_file_limit(lake: &Path, extra: &[(&str, &str)], files: u32) -> Handler {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\""))
+            .arg(env!("CARGO_BIN_EXE_handler"));
+        Handler::spawn(command, lake, extra)
+    }
+
+    /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings.
+    pub fn start_on_adls(endpoint: &str, extra: &[(&str, &str)]) -> Handler {
+        let unused = tempfile::tempdir().expect("dir");
+        let mut settings = vec![
+            ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("STORAGE_DFS_ENDPOINT", endpoint),
+        ];
+        settings.extend_from_slice(extra);
+        Handler::start(unused.path(), &settings)
+    }
+
+    fn spawn(mut command: Command, lake: &Path, extra: &[(&str, &str)]) -> Handler {
+        command
+            .env_clear()
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !extra
+            .iter()
+            .any(|(name, _)| *name == "STORAGE_ACCOUNT_NAME")
+        {
+            command.env("LOCAL_LAKE_DIR", lake);
+        }
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("handler starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut handler = Handler {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lines,
+            log: Vec::new(),
+        };
+        handler.addr = loop {
+            let line = handler
+                .lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a ready line within 10 s");
+            handler.log.push(line.clone());
+            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["message"] == "ready" {
+                break entry["address"]
+                    .as_str()
+                    .expect("address")
+                    .parse()
+                    .expect("addr");
+            }
+        };
+        handler
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a JSON body to the forwarding-mode route, as the Functions host passes it on.
+    pub async fn post_json(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/api/ingest"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// POSTs a JSON body from another task, so the test can act while it is handled.
+    pub fn post_json_in_background(
+        &self,
+        body: String,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let url = self.url("/api/ingest");
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+        })
+    }
+
+    /// Sends SIGTERM, as the host does when it stops a worker.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns the exit code and every log line.
+    pub fn wait(self) -> (Option<i32>, Vec<String>) {
+        let (status, log) = self.wait_until(Instant::now() + Duration::from_secs(600));
+        (status.and_then(|status| status.code()), log)
+    }
+
+    /// Waits for exit until `deadline`; `None` if the process is still running then (it
+    /// is killed when the handler is dropped). Returns every log line so far too.
+    pub fn wait_until(mut self, deadline: Instant) -> (Option<ExitStatus>, Vec<String>) {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let drain = if status.is_some() { 2 } else { 0 };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(drain)) {
+            self.log.push(line);
+        }
+        (status, std::mem::take(&mut self.log))
+    }
+}
+
+impl Drop for Handler {
+    /// A test that fails (or forgets to stop it) must not leave the process behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A JSON array of `events` distinct insert events of `document`: large enough to be
+/// still being written when a test signals the handler.
+pub fn numbered_batch(events: usize, document: &str) -> String {
+    let events: Vec<String> = (0..events as u32)
+        .map(|n| super::insert_event(&format!("82{n:08X}"), 1_700_000_000 + n, document))
+        .collect();
+    format!("[{}]", events.join(","))
+}
+
+/// Waits up to 30 s for the first file under `dir` and returns how many there are then.
+pub async fn first_files(dir: &Path) -> usize {
+    let started = Instant::now();
+    while count_files(dir) == 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    count_files(dir)
+}
+
+/// Files under `dir`, at any depth.
+pub fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        count_files(&path)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
