@@ -43,7 +43,10 @@ async function deliver(body, overrides) {
   });
 
   const deadline = started + options.retryBudgetMs;
+  // An attempt with less time than this left is not worth starting: it could only time out.
+  const shortestAttemptMs = Math.min(options.attemptTimeoutMs, 50);
   let attempts = 0;
+  let answered = null; // the last answer the endpoint gave, the best reason to report
   for (;;) {
     attempts += 1;
     const headers = { "Content-Type": ["application/json"] };
@@ -65,6 +68,12 @@ async function deliver(body, overrides) {
     } catch (error) {
       answer = { kind: "retry", status: null, error: describe(error), retryAfterMs: 0, response: null };
     }
+    // A last attempt cut short by the budget says less than the endpoint's own last answer.
+    const cutShort = answer.status === null && timeoutMs < options.attemptTimeoutMs;
+    const reason = cutShort && answered !== null ? answered : answer;
+    if (answer.status !== null) {
+      answered = answer;
+    }
     if (answer.kind === "ok") {
       return {
         ok: true,
@@ -80,10 +89,10 @@ async function deliver(body, overrides) {
       return failure(true, answer.status, answer.error, attempts, started, answer.response);
     }
     const delay = Math.max(backoff(attempts, options), answer.retryAfterMs);
-    if (Date.now() + delay >= deadline) {
-      const error = answer.error + " (gave up after " + attempts + " attempts in " +
+    if (Date.now() + delay + shortestAttemptMs > deadline) {
+      const error = reason.error + " (gave up after " + attempts + " attempts in " +
         Math.round((Date.now() - started) / 1000) + " s)";
-      return failure(false, answer.status, error, attempts, started, answer.response);
+      return failure(false, reason.status, error, attempts, started, reason.response);
     }
     await sleep(delay);
   }
