@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench memory_shapes` (Markdown tables on stdout; BENCHMARKS.md
 //! records them). `BENCH_SHAPE_MB` sets the size of each request (default 20),
-//! `BENCH_HANDLER=<path>` measures another build (an older commit's, for before/after).
+//! `BENCH_HANDLER=<path>` measures another build (an older commit's, for before/after),
+//! `BENCH_CONCURRENT=0` leaves out the twelve-at-once run.
 //! Each single-request figure is a fresh handler process, so its VmHWM is that request's
 //! peak. Records go to a local lake without fsync: the disk is not what is measured.
 
@@ -211,6 +212,9 @@ fn main() {
         }
     }
 
+    if std::env::var("BENCH_CONCURRENT").as_deref() == Ok("0") {
+        return;
+    }
     let (_, numbers) = &shapes[0];
     let (peak, busy, seconds) = concurrent(&runtime, numbers);
     println!();
