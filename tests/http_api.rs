@@ -759,3 +759,26 @@ async fn requests_beyond_the_in_flight_budget_get_503_with_retry_after() {
     assert_eq!(server.files().len(), 2);
     server.stop().await;
 }
+
+/// Nesting far past any document's (on the async threads for a small body, on the
+/// blocking pool for a large one) is refused, and the process serves on: it once
+/// overflowed the stack and took every request on the worker with it.
+#[tokio::test]
+async fn deeply_nested_documents_are_refused_and_the_handler_lives_on() {
+    let server = TestServer::start(&[]).await;
+    for levels in [8_000, 40_000] {
+        for (open, close) in [(r#"{"$a":"#, "}"), (r#"{"$scope":{"a":"#, "}}")] {
+            let document = format!(
+                r#"{{"d":{}1{}}}"#,
+                open.repeat(levels),
+                close.repeat(levels)
+            );
+            let answer = server.post_json(&insert_event("82AE", 1, &document)).await;
+            assert_eq!(answer.status, 400, "{open} x {levels}");
+            assert_eq!(answer.body["error"], "invalid_event");
+        }
+    }
+    let answer = server.post_json(&sample("insert.json")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    server.stop().await;
+}

@@ -171,10 +171,16 @@ const fn seconds(default: Duration, max: u64) -> Kind {
     }
 }
 
-const fn at_least_one(default: usize, unit: Unit) -> Kind {
+/// Upper bounds that keep arithmetic on a setting from overflowing (a deadline of
+/// `now + u64::MAX` seconds panics, so does a semaphore of that many permits): far above
+/// any sensible value.
+const DAY_SECS: u64 = 86_400;
+const TIB: u64 = 1 << 40;
+
+const fn between(default: usize, max: u64, unit: Unit) -> Kind {
     Kind::Number {
         min: 1,
-        max: u64::MAX,
+        max,
         default: default as u64,
         unit,
     }
@@ -278,7 +284,7 @@ settings_table! {
     }
     MaxBodyBytes {
         name: "MAX_BODY_BYTES", alias: None, group: Group::Requests,
-        kind: at_least_one(DEFAULT_MAX_BODY_BYTES, Unit::Bytes),
+        kind: between(DEFAULT_MAX_BODY_BYTES, TIB, Unit::Bytes),
         help: "Largest request body (the Azure Functions limit); 413 above.",
     }
     IngestHmacSecret {
@@ -303,32 +309,32 @@ settings_table! {
     }
     HeaderReadTimeoutSecs {
         name: "HEADER_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
-        kind: seconds(DEFAULT_HEADER_READ_TIMEOUT, u64::MAX),
+        kind: seconds(DEFAULT_HEADER_READ_TIMEOUT, DAY_SECS),
         help: "A request head (request line and headers) must arrive within this, on a new connection or once its first byte has come on a kept-alive one; else the connection is closed.",
     }
     BodyReadTimeoutSecs {
         name: "BODY_READ_TIMEOUT_SECS", alias: None, group: Group::Server,
-        kind: seconds(DEFAULT_BODY_READ_TIMEOUT, u64::MAX),
+        kind: seconds(DEFAULT_BODY_READ_TIMEOUT, DAY_SECS),
         help: "A request body must have fully arrived this long after its head; else 408 `request_timeout` (nothing is written; the Atlas side retries) and the connection is closed.",
     }
     IdleTimeoutSecs {
         name: "IDLE_TIMEOUT_SECS", alias: None, group: Group::Server,
-        kind: seconds(DEFAULT_IDLE_TIMEOUT, u64::MAX),
+        kind: seconds(DEFAULT_IDLE_TIMEOUT, DAY_SECS),
         help: "A kept-alive connection with no new request for this long is closed (longer than the host's own 60 s pool idle timeout, so the host closes first).",
     }
     MaxConnections {
         name: "MAX_CONNECTIONS", alias: None, group: Group::Server,
-        kind: at_least_one(DEFAULT_MAX_CONNECTIONS, Unit::Count),
+        kind: between(DEFAULT_MAX_CONNECTIONS, 1_000_000, Unit::Count),
         help: "Connections served at once; further ones wait in the listen backlog until one closes. Capped at half the open-file limit (start-up logs a warning).",
     }
     ShutdownTimeoutSecs {
         name: "SHUTDOWN_TIMEOUT_SECS", alias: None, group: Group::Server,
-        kind: seconds(DEFAULT_SHUTDOWN_TIMEOUT, u64::MAX),
+        kind: seconds(DEFAULT_SHUTDOWN_TIMEOUT, DAY_SECS),
         help: "After SIGTERM, the longest the handler takes to exit: requests whose body has arrived finish within it (see \"Slow clients and shutdown\").",
     }
     MaxInflightBytes {
         name: "MAX_INFLIGHT_BYTES", alias: None, group: Group::Server,
-        kind: at_least_one(DEFAULT_MAX_INFLIGHT_BYTES, Unit::Bytes),
+        kind: between(DEFAULT_MAX_INFLIGHT_BYTES, TIB, Unit::Bytes),
         help: "Request bytes held at once over all requests (from the moment a body is read until its files are stored); a request that cannot fit within 2 s gets 503 with Retry-After. At least `MAX_BODY_BYTES`. See \"Memory\".",
     }
     LogFormat {

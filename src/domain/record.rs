@@ -165,6 +165,8 @@ impl JsonObject {
 
     fn finish(mut self) -> Vec<u8> {
         self.out.extend_from_slice(b"}\n");
+        // A batch holds every record until it is stored: no room left over in each.
+        self.out.shrink_to_fit();
         self.out
     }
 }

@@ -65,13 +65,23 @@ impl InflightBudget {
         }
     }
 
-    /// Grows `reservation` by `bytes`, as [`InflightBudget::reserve`] does.
+    /// Grows `reservation` by `bytes`, as [`InflightBudget::reserve`] does. A request
+    /// holds at most the whole budget: one that holds it all goes on without more (the
+    /// body limits bound it), so no request is refused for its size alone.
     pub async fn extend(
         &self,
         reservation: &mut Reservation,
         bytes: usize,
     ) -> Result<(), IngestError> {
-        let Reservation(more) = self.reserve(bytes).await?;
+        let held = reservation
+            .0
+            .as_ref()
+            .map_or(0, |permit| permit.num_permits());
+        let room = (self.total_units as usize).saturating_sub(held) * UNIT;
+        if room == 0 {
+            return Ok(());
+        }
+        let Reservation(more) = self.reserve(bytes.min(room)).await?;
         match (&mut reservation.0, more) {
             (Some(held), Some(more)) => held.merge(more),
             (slot, more) => *slot = more,

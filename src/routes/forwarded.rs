@@ -26,10 +26,15 @@ async fn handle(state: &AppState, request: Request) -> Result<Summary, IngestErr
         .and_then(|value| value.to_str().ok());
     let framing = framing_for(content_type)?;
     let (body, reservation) = read_body(request, state.max_body_bytes, &state.budget).await?;
-    if let Some(signature) = signature {
-        signature.verify(&body).await?;
-    }
-    state.ingest(body, framing, reservation).await
+    let task_state = state.clone();
+    state
+        .after_read(reservation, async move {
+            if let Some(signature) = signature {
+                signature.verify(&body).await?;
+            }
+            task_state.ingest(body, framing).await
+        })
+        .await
 }
 
 /// Every `X-Ingest-Signature` line, joined by `,` (HTTP allows a list either way).

@@ -180,10 +180,15 @@ async fn handle(state: &AppState, request: Request) -> Result<Summary, IngestErr
         .saturating_add(ENVELOPE_OVERHEAD);
     // The envelope's bytes stay reserved until its events are stored.
     let (envelope, reservation) = read_body(request, limit, &state.budget).await?;
-    let state_for_task = state.clone();
-    let (body, framing) =
-        run_sized(envelope.len(), move || open(&state_for_task, &envelope)).await??;
-    state.ingest(body, framing, reservation).await
+    let task_state = state.clone();
+    state
+        .after_read(reservation, async move {
+            let open_state = task_state.clone();
+            let (body, framing) =
+                run_sized(envelope.len(), move || open(&open_state, &envelope)).await??;
+            task_state.ingest(body, framing).await
+        })
+        .await
 }
 
 /// The caller's body and its format, out of the envelope: the signature header first,

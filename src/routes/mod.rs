@@ -14,6 +14,7 @@ mod forwarded;
 mod invocation;
 mod request_span;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,29 +69,32 @@ pub fn router(state: AppState) -> Router {
 }
 
 impl AppState {
-    /// Ingests one request body. Runs in a tracked task so that a write in flight
-    /// is never abandoned half-way through a batch; the body's bytes stay reserved
-    /// until its files are stored.
-    async fn ingest(
-        &self,
-        body: Bytes,
-        framing: Framing,
-        reservation: Reservation,
-    ) -> Result<Summary, IngestError> {
-        if body.len() > self.max_body_bytes {
-            return Err(IngestError::PayloadTooLarge {
-                limit: self.max_body_bytes,
-            });
-        }
-        let ingestor = Arc::clone(&self.ingestor);
+    /// Runs what follows reading a body (checking it, parsing it, storing its records) in
+    /// a tracked task that holds the body's reservation: the work is never abandoned
+    /// half-way through a batch, even if the caller hangs up, shutdown waits for it, and
+    /// the bytes go back to the budget only when it is over.
+    async fn after_read<F>(&self, reservation: Reservation, work: F) -> Result<Summary, IngestError>
+    where
+        F: Future<Output = Result<Summary, IngestError>> + Send + 'static,
+    {
         self.tracker
             .spawn(tracing::Instrument::in_current_span(async move {
-                let outcome = ingestor.ingest(body, framing).await;
+                let outcome = work.await;
                 drop(reservation);
                 outcome
             }))
             .await
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
+    }
+
+    /// Ingests one request body (inside [`AppState::after_read`]).
+    async fn ingest(&self, body: Bytes, framing: Framing) -> Result<Summary, IngestError> {
+        if body.len() > self.max_body_bytes {
+            return Err(IngestError::PayloadTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        self.ingestor.ingest(body, framing).await
     }
 }
 

@@ -63,7 +63,7 @@ pub fn split_events(body: &[u8], framing: Framing) -> Result<Events<'_>, BodyErr
             Framing::Ndjson => Some(events_before(&body[..error.valid_up_to()])),
         },
     })?;
-    if text.trim().is_empty() {
+    if is_blank(text) {
         return Err(BodyError::Malformed {
             detail: format!("the body is empty; {EXPECTED}"),
             index: None,
@@ -74,7 +74,7 @@ pub fn split_events(body: &[u8], framing: Framing) -> Result<Events<'_>, BodyErr
         Framing::Json => json_events(text),
         Framing::Ndjson => text
             .split('\n')
-            .filter(|line| !line.trim().is_empty())
+            .filter(|line| !is_blank(line))
             .enumerate()
             .map(|(index, line)| {
                 let event = serde_json::from_str::<&RawValue>(line)
@@ -152,12 +152,24 @@ fn malformed(error: &serde_json::Error, index: Option<usize>) -> BodyError {
     }
 }
 
-/// How many NDJSON events start before the end of `head` (to name the one a bad byte is in).
+/// Whether `text` is only JSON whitespace (space, tab, CR, LF; not Unicode spaces, which
+/// JSON does not allow between values).
+fn is_blank(text: &str) -> bool {
+    text.bytes()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// The index of the NDJSON event whose line `head` ends in: the events on the complete
+/// lines before it (to name the event a bad byte is in).
 fn events_before(head: &[u8]) -> usize {
-    head.split(|&byte| byte == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+    let complete = match head.iter().rposition(|&byte| byte == b'\n') {
+        Some(end) => &head[..end],
+        None => return 0,
+    };
+    complete
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.iter().all(|&b| matches!(b, b' ' | b'\t' | b'\r')))
         .count()
-        .saturating_sub(1)
 }
 
 #[cfg(test)]
@@ -233,6 +245,19 @@ mod tests {
         ));
         assert!(matches!(
             split_events(b"{}\n{\"a\":\"\xff\"}", Framing::Ndjson),
+            Err(BodyError::Malformed { index: Some(1), .. })
+        ));
+        assert!(matches!(
+            split_events(b"{}\n\n\xff{}", Framing::Ndjson),
+            Err(BodyError::Malformed { index: Some(1), .. })
+        ));
+        assert!(matches!(
+            split_events(b"\xff{}", Framing::Ndjson),
+            Err(BodyError::Malformed { index: Some(0), .. })
+        ));
+        // A line of Unicode spaces is not blank: it is not JSON.
+        assert!(matches!(
+            texts("{}\n\u{a0}\n{}", Framing::Ndjson),
             Err(BodyError::Malformed { index: Some(1), .. })
         ));
     }

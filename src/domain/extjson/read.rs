@@ -8,7 +8,7 @@
 //! and accepts keys containing NUL, which BSON cannot hold. Such input is refused, naming
 //! the field.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use bson::{Bson, Document};
@@ -38,6 +38,17 @@ pub fn read_value(raw: &RawValue) -> Result<Bson, ExtJsonError> {
         .map_err(|error| context.into_error(error))
 }
 
+/// A relaxed JSON integer as the Extended JSON spec and the `bson` crate read it: Int32
+/// when it fits, else Int64.
+pub(super) fn relaxed_integer(value: i64) -> Bson {
+    i32::try_from(value).map_or(Bson::Int64(value), Bson::Int32)
+}
+
+/// A JSON integer beyond `i64` is a Double, as in the crate.
+pub(super) fn relaxed_unsigned(value: u64) -> Bson {
+    i64::try_from(value).map_or(Bson::Double(value as f64), relaxed_integer)
+}
+
 /// About how many values `json` holds (one, plus one per array, object and separator
 /// outside strings), counting up to `limit`: a scan, no parsing. `json` is valid JSON.
 pub(super) fn count_values_within(json: &str, limit: usize) -> usize {
@@ -64,14 +75,59 @@ pub(super) fn count_values_within(json: &str, limit: usize) -> usize {
     count
 }
 
+/// Arrays and objects one document may nest. serde_json counts depth per parser, and a
+/// document is sometimes read by several in turn (members of `$`-led objects are read from
+/// their text), so the depth is counted here too: deep nesting must be an error, never a
+/// stack overflow that takes the process down. (MongoDB itself allows 100 levels.)
+pub(super) const MAX_DEPTH: usize = 128;
+
+/// Values read again from their text inside one another (members of `$`-led objects that
+/// hold more of them). Each such level costs far more stack than a plain one, so they
+/// have a bound of their own; documents never nest them (wrappers are leaves, and `$scope`
+/// in `$scope` is a curiosity).
+pub(super) const MAX_REREAD_DEPTH: usize = 16;
+
 /// State shared by the visitors of one read. Costs nothing until something fails.
 #[derive(Default)]
 pub(super) struct Context {
     /// The failing field's path, innermost part first, filled in as the error unwinds.
     path: RefCell<Vec<String>>,
+    /// Arrays and objects open now.
+    depth: Cell<usize>,
+    /// Values being read again from their text, one inside another.
+    rereads: Cell<usize>,
+}
+
+/// One level of nesting, left when dropped.
+pub(super) struct Level<'c>(&'c Cell<usize>);
+
+impl Drop for Level<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+fn enter<E: de::Error>(counter: &Cell<usize>, limit: usize) -> Result<Level<'_>, E> {
+    let depth = counter.get() + 1;
+    if depth > limit {
+        return Err(E::custom(format!("nested more than {limit} levels deep")));
+    }
+    counter.set(depth);
+    Ok(Level(counter))
 }
 
 impl Context {
+    /// Enters an array or object, refusing nesting deeper than [`MAX_DEPTH`].
+    pub(super) fn enter<E: de::Error>(&self) -> Result<Level<'_>, E> {
+        enter(&self.depth, MAX_DEPTH)
+    }
+
+    /// Starts reading a value again from its text, refusing more than
+    /// [`MAX_REREAD_DEPTH`] such reads inside one another.
+    pub(super) fn reread<E: de::Error>(&self) -> Result<Level<'_>, E> {
+        enter(&self.rereads, MAX_REREAD_DEPTH)
+    }
+
     pub(super) fn within(&self, part: impl Into<String>) {
         self.path.borrow_mut().push(part.into());
     }
@@ -112,14 +168,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     // Relaxed numbers as the Extended JSON spec and the `bson` crate read them: integers
     // that fit Int32 are Int32, else Int64, else (beyond i64) Double.
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Bson, E> {
-        Ok(i32::try_from(value).map_or(Bson::Int64(value), Bson::Int32))
+        Ok(relaxed_integer(value))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Bson, E> {
-        match i64::try_from(value) {
-            Ok(value) => self.visit_i64(value),
-            Err(_) => Ok(Bson::Double(value as f64)),
-        }
+        Ok(relaxed_unsigned(value))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Bson, E> {

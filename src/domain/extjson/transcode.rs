@@ -20,7 +20,9 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::read::{count_values_within, dollar_object_to_bson, Context};
+use super::read::{
+    count_values_within, dollar_object_to_bson, relaxed_integer, relaxed_unsigned, Context,
+};
 use super::write::{write_extjson, write_str};
 use super::{Encoding, ExtJsonError};
 
@@ -48,6 +50,10 @@ const WRAPPER_KEYS: [&str; 16] = [
 /// must not cost memory out of proportion (`$scope`, the one wrapper part that is a
 /// document, is streamed instead).
 const MAX_WRAPPER_VALUES: usize = 64;
+
+/// Members taken as text before an object that starts like a wrapper is decided: a
+/// wrapper has one or two (a repeated key counts again, as the crate reads the last).
+const MAX_WRAPPER_MEMBERS: usize = 8;
 
 /// A JSON object from a request body that is written to the lake as a document. Its
 /// Extended JSON is checked as it is written ([`write_document`]), once.
@@ -100,6 +106,7 @@ fn transcode(
     encoding: Encoding,
     context: &Context,
 ) -> Result<Written, serde_json::Error> {
+    let _reread = context.reread()?;
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
     Transcode {
         out,
@@ -148,24 +155,65 @@ impl Transcode<'_, '_> {
         Ok(())
     }
 
-    /// An object whose first key starts with `$`: a wrapper or a document, decided by its
-    /// keys, so its members are taken (as text, not trees) before anything is written.
-    fn dollar_object<'de, A: MapAccess<'de>>(
+    /// A further member of a document being streamed: a wrapper key would have made the
+    /// object a wrapper, which has no other fields (the `bson` crate refuses it too).
+    fn document_member<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if is_wrapper_key(key) {
+            self.context.within(key);
+            return Err(de::Error::custom(format!(
+                "invalid Extended JSON: {key} makes the object a type wrapper, which has no other fields"
+            )));
+        }
+        self.member(false, key, map)
+    }
+
+    /// An object whose first key is a wrapper key (or `$scope`, which may precede `$code`):
+    /// a wrapper, or (when no wrapper key turns up) a document. A wrapper has one or two
+    /// members, so a few are taken as text before anything is written; past that many
+    /// without a wrapper key the object is a document, and the rest is streamed.
+    fn wrapper_object<'de, A: MapAccess<'de>>(
         mut self,
         first: Key<'de>,
         mut map: A,
     ) -> Result<Written, A::Error> {
-        let mut members: Vec<(Key<'de>, &'de RawValue)> = vec![(first.clone(), map.next_value()?)];
+        let mut members: Vec<(Key<'de>, &'de RawValue)> = vec![(first, map.next_value()?)];
+        let has_wrapper_key = |members: &[(Key<'de>, &'de RawValue)]| {
+            members.iter().any(|(key, _)| is_wrapper_key(key))
+        };
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let value = map.next_value()?;
-            members.push((key, value));
+            if members.len() < MAX_WRAPPER_MEMBERS {
+                let value = map.next_value()?;
+                members.push((key, value));
+                continue;
+            }
+            if has_wrapper_key(&members) || is_wrapper_key(&key) {
+                self.context.within(key.as_ref());
+                return Err(de::Error::custom(
+                    "invalid Extended JSON: a type wrapper has one or two fields",
+                ));
+            }
+            // A document after all: what was taken first, then the rest as it comes.
+            self.members_from_text(&members)
+                .map_err(de::Error::custom)?;
+            self.member(false, &key, &mut map)?;
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                self.document_member(&key, &mut map)?;
+            }
+            self.out.push(b'}');
+            return Ok(Written::Document);
         }
         let Some(wrapper) = members
             .iter()
-            .find(|(key, _)| WRAPPER_KEYS.contains(&key.as_ref()))
+            .find(|(key, _)| is_wrapper_key(key))
             .map(|(key, _)| key.clone())
         else {
-            self.literal_document(&members).map_err(de::Error::custom)?;
+            self.members_from_text(&members)
+                .map_err(de::Error::custom)?;
+            self.out.push(b'}');
             return Ok(Written::Document);
         };
         let scope = members
@@ -200,9 +248,9 @@ impl Transcode<'_, '_> {
         Ok(written)
     }
 
-    /// A document whose members are taken as they are (no key makes it a wrapper), each
-    /// value transcoded on its own.
-    fn literal_document(
+    /// `{` and the members of a document taken as text (their keys are names, whatever
+    /// they are), each value transcoded on its own; the caller closes it.
+    fn members_from_text(
         &mut self,
         members: &[(Key<'_>, &RawValue)],
     ) -> Result<(), serde_json::Error> {
@@ -217,7 +265,6 @@ impl Transcode<'_, '_> {
             transcode(self.out, value, self.encoding, self.context)
                 .inspect_err(|_| self.context.within(key.as_ref()))?;
         }
-        self.out.push(b'}');
         Ok(())
     }
 
@@ -245,11 +292,15 @@ impl Transcode<'_, '_> {
         self.out.extend_from_slice(b"{\"$code\":");
         write_str(self.out, &code);
         self.out.extend_from_slice(b",\"$scope\":");
-        self.literal_document(&scope_members.0)
+        self.members_from_text(&scope_members.0)
             .inspect_err(|_| self.context.within("$scope"))?;
-        self.out.push(b'}');
+        self.out.extend_from_slice(b"}}");
         Ok(())
     }
+}
+
+fn is_wrapper_key(key: &str) -> bool {
+    WRAPPER_KEYS.contains(&key)
 }
 
 fn check_key<E: de::Error>(key: &str, context: &Context) -> Result<(), E> {
@@ -279,17 +330,12 @@ impl<'de> Visitor<'de> for Transcode<'_, '_> {
         Ok(self.scalar(&Bson::Boolean(value)))
     }
 
-    // Relaxed numbers as the Extended JSON spec and the `bson` crate read them: integers
-    // that fit Int32 are Int32, else Int64, else (beyond i64) Double.
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Written, E> {
-        Ok(self.scalar(&i32::try_from(value).map_or(Bson::Int64(value), Bson::Int32)))
+        Ok(self.scalar(&relaxed_integer(value)))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Written, E> {
-        match i64::try_from(value) {
-            Ok(value) => self.visit_i64(value),
-            Err(_) => Ok(self.scalar(&Bson::Double(value as f64))),
-        }
+        Ok(self.scalar(&relaxed_unsigned(value)))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Written, E> {
@@ -306,6 +352,7 @@ impl<'de> Visitor<'de> for Transcode<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Written, A::Error> {
+        let _level = self.context.enter()?;
         self.out.push(b'[');
         let mut count = 0usize;
         loop {
@@ -330,23 +377,19 @@ impl<'de> Visitor<'de> for Transcode<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Written, A::Error> {
+        let _level = self.context.enter()?;
         let Some(first) = map.next_key_seed(KeySeed)? else {
             self.out.extend_from_slice(b"{}");
             return Ok(Written::Document);
         };
-        if first.starts_with('$') {
-            return self.dollar_object(first, map);
+        if is_wrapper_key(&first) || first == "$scope" {
+            return self.wrapper_object(first, map);
         }
+        // A document (a wrapper key met later is an error), written as it is read.
         self.out.push(b'{');
         self.member(true, &first, &mut map)?;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            if WRAPPER_KEYS.contains(&key.as_ref()) {
-                self.context.within(key.as_ref());
-                return Err(de::Error::custom(format!(
-                    "invalid Extended JSON: {key} makes the object a type wrapper, which has no other fields"
-                )));
-            }
-            self.member(false, &key, &mut map)?;
+            self.document_member(&key, &mut map)?;
         }
         self.out.push(b'}');
         Ok(Written::Document)
@@ -582,6 +625,57 @@ mod tests {
         let wrapper = format!("{{\"a\":{{\"$date\":[{}0]}}}}", "0,".repeat(1000));
         let error = ours(&wrapper).expect_err("not a date");
         assert!(error.to_string().starts_with("a.$date: "), "{error}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // (opening, closing, a depth that is fine)
+        for (open, close, fine) in [
+            (r#"{"$a":"#, "}", 100),
+            (r#"{"$code":"f","$scope":{"a":"#, "}}", 10),
+            (r#"{"$scope":{"a":"#, "}}", 10),
+            (r#"{"a":"#, "}", 100),
+            ("[", "]", 100),
+        ] {
+            let text = format!(
+                r#"{{"x":{}1{}}}"#,
+                open.repeat(20_000),
+                close.repeat(20_000)
+            );
+            let error = ours(&text).expect_err("too deep");
+            assert!(
+                error.to_string().contains("levels deep")
+                    || error.to_string().contains("recursion limit"),
+                "{open}: {error}"
+            );
+            // Up to MongoDB's own limit of 100 levels is fine (code with scope in code with
+            // scope: a few).
+            let text = format!(r#"{{"x":{}1{}}}"#, open.repeat(fine), close.repeat(fine));
+            assert!(ours(&text).is_ok(), "{open}");
+        }
+    }
+
+    #[test]
+    fn objects_that_start_like_wrappers_but_grow_are_documents_or_errors() {
+        let agree = |text: &str| {
+            let theirs = serde_json::from_str::<Value>(text).map(Bson::try_from);
+            match (ours(text), theirs) {
+                (Ok(ours), Ok(Ok(Bson::Document(theirs)))) => assert_eq!(ours, theirs, "{text}"),
+                (Err(_), Ok(Err(_))) => {}
+                (ours, theirs) => panic!("disagree on {text}: {ours:?} vs {theirs:?}"),
+            }
+        };
+        let many: String = (0..20).map(|i| format!(r#","k{i}":{i}"#)).collect();
+        agree(&format!(r#"{{"d":{{"$scope":{{"x":1}}{many}}}}}"#));
+        agree(&format!(
+            r#"{{"d":{{"$scope":{{"x":1}}{many},"$oid":"573a1390f29313caabcd4135"}}}}"#
+        ));
+        agree(&format!(
+            r#"{{"d":{{"$oid":"573a1390f29313caabcd4135"{many}}}}}"#
+        ));
+        agree(&format!(r#"{{"d":{{"$":0{many}}}}}"#));
+        agree(&format!(r#"{{"d":{{"$":0{many},"$date":1}}}}"#));
+        agree(r#"{"d":{"$oid":"573a1390f29313caabcd4135","$oid":"573a1390f29313caabcd4136"}}"#);
     }
 
     #[test]
