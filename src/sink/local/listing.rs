@@ -116,11 +116,19 @@ impl Walk {
     }
 }
 
-/// Opens a folder for reading; `None` when it is not there (or was removed meanwhile).
+/// Opens a folder for reading; `None` when it is not there (or was removed meanwhile) or
+/// is a file, as List Paths on ADLS answers 404 for both.
 fn open(dir: &Path) -> io::Result<Option<ReadDir>> {
     match fs::read_dir(dir) {
         Ok(entries) => Ok(Some(entries)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error),
     }
 }
