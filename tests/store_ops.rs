@@ -8,11 +8,15 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use azure_storage::StorageCredentials;
-use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind};
 use futures_util::TryStreamExt;
-use mongo_lake_ingest::configuration::{AdlsSettings, Credential, Secret};
+use mongo_lake_ingest::configuration::Credential;
 use mongo_lake_ingest::domain::{LakePath, Segment};
 use mongo_lake_ingest::sink::{AdlsSink, LakeFile, Listed, LocalLake, Sink, SinkError, Stored};
+
+mod support;
+
+use support::adls::{key, settings};
 
 const FILESYSTEM: &str = "mongodb";
 
@@ -157,26 +161,13 @@ async fn local_read_of_a_missing_file_is_not_found() {
 
 // ---- ADLS against the DFS test server ---------------------------------------------------
 
-fn settings(server: &DfsServer, credential: Credential) -> AdlsSettings {
-    AdlsSettings {
-        account: DEV_ACCOUNT.to_owned(),
-        credential,
-        endpoint: server.endpoint(),
-        create_filesystem: false,
-        write_concurrency: 16,
-        request_timeout: Duration::from_secs(2),
-        retry_budget: Duration::from_secs(10),
-    }
-}
-
 async fn adls() -> (DfsServer, AdlsSink) {
     let server = DfsServer::builder()
         .filesystem(FILESYSTEM)
         .start()
         .await
         .expect("DFS server starts");
-    let key = Credential::AccountKey(Secret::new(DEV_ACCOUNT_KEY));
-    let sink = AdlsSink::new(&settings(&server, key), FILESYSTEM, &segments("changes"))
+    let sink = AdlsSink::new(&settings(&server, key()), FILESYSTEM, &segments("changes"))
         .expect("client builds");
     (server, sink)
 }
@@ -309,10 +300,7 @@ async fn adls_permission_refusals_fail_fast_with_a_typed_error() {
 #[tokio::test]
 async fn adls_retries_until_the_budget_and_says_it_may_succeed_later() {
     let (server, _) = adls().await;
-    let mut short = settings(
-        &server,
-        Credential::AccountKey(Secret::new(DEV_ACCOUNT_KEY)),
-    );
+    let mut short = settings(&server, key());
     short.retry_budget = Duration::from_millis(600);
     let sink_short =
         AdlsSink::new(&short, FILESYSTEM, &segments("changes")).expect("client builds");
@@ -327,4 +315,67 @@ async fn adls_retries_until_the_budget_and_says_it_may_succeed_later() {
     assert!(error.is_retryable(), "{error:?}");
     assert!(error.to_string().contains("503"), "{error}");
     assert!(server.stats().op(OpKind::Read) > 2, "it did retry");
+}
+
+/// Log lines written while the returned guard is held (this test's thread only).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn adls_retries_are_logged_like_writes_without_paths() {
+    let (server, sink) = adls().await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let secret_name = "changes/db/c/65f0a1b2c3d4e5f601234567.json";
+    server.put_file(FILESYSTEM, secret_name, "{}\n");
+    for op in [OpKind::ListPaths, OpKind::Read, OpKind::Delete] {
+        server.faults().push(FaultRule::new(op, busy()).times(1));
+    }
+    assert_eq!(by_path(&pages(&sink, "changes/db").await).len(), 1);
+    sink.read(&lake_path(secret_name)).await.expect("read");
+    sink.delete(&lake_path(secret_name)).await.expect("deleted");
+
+    let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("UTF-8");
+    let retries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .filter(|line: &serde_json::Value| {
+            line["fields"]["message"] == "storage attempt failed; retrying"
+        })
+        .collect();
+    let operations: Vec<&str> = retries
+        .iter()
+        .filter_map(|line| line["fields"]["operation"].as_str())
+        .collect();
+    assert_eq!(operations, ["listing", "reading", "deleting"], "{text}");
+    for retry in &retries {
+        assert_eq!(retry["level"], "WARN");
+        assert_eq!(retry["fields"]["cause"], "HTTP 503 ServerBusy");
+        assert_eq!(retry["fields"]["attempt"], 1);
+    }
+    assert!(
+        !text.contains("65f0a1b2c3d4e5f601234567") && !text.contains("changes/db"),
+        "no path or _id in the log: {text}"
+    );
 }
