@@ -164,6 +164,18 @@ mod tests {
             Vec::new()
         }
 
+        fn list(&self, _folder: &[crate::domain::Segment]) -> crate::sink::ListPages {
+            Box::pin(futures_util::stream::empty())
+        }
+
+        async fn read(&self, _path: &crate::domain::LakePath) -> Result<Bytes, SinkError> {
+            Err(SinkError::Task("unreachable".to_owned()))
+        }
+
+        async fn delete(&self, _path: &crate::domain::LakePath) -> Result<(), SinkError> {
+            Err(SinkError::Task("unreachable".to_owned()))
+        }
+
         fn describe(&self) -> String {
             "unreachable".to_owned()
         }

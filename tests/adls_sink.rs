@@ -6,29 +6,17 @@
 use std::time::{Duration, Instant};
 
 use azure_storage::StorageCredentials;
-use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind};
 use mongo_lake_ingest::configuration::{AdlsSettings, Credential, Secret};
 use mongo_lake_ingest::domain::{LakePath, Segment};
 use mongo_lake_ingest::sink::{AdlsSink, LakeFile, Sink, SinkError, Stored};
 
+mod support;
+
+use support::adls::{key, settings};
+
 const FILESYSTEM: &str = "mongodb";
 const DIRECTORY: &str = "changes";
-
-fn settings(server: &DfsServer, credential: Credential) -> AdlsSettings {
-    AdlsSettings {
-        account: DEV_ACCOUNT.to_owned(),
-        credential,
-        endpoint: server.endpoint(),
-        create_filesystem: false,
-        write_concurrency: 16,
-        request_timeout: Duration::from_secs(2),
-        retry_budget: Duration::from_secs(10),
-    }
-}
-
-fn key() -> Credential {
-    Credential::AccountKey(Secret::new(DEV_ACCOUNT_KEY))
-}
 
 fn sink(settings: &AdlsSettings) -> AdlsSink {
     AdlsSink::new(settings, FILESYSTEM, &directory()).expect("client builds")

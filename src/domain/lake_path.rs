@@ -116,17 +116,18 @@ impl Segment {
     /// Such text is already safe and is kept as is; anything else (which would be a bug) is
     /// encoded rather than trusted, so this constructor cannot produce an unsafe segment.
     pub(crate) fn assemble(text: String) -> Segment {
-        let safe = !text.is_empty()
-            && !text.starts_with('.')
-            && !text.ends_with('.')
-            && !is_reserved(&text)
-            && text.len() <= MAX_SEGMENT
-            && text.chars().all(|c| is_literal_char(c) || c == '~');
-        if safe {
+        if is_safe(&text) {
             Segment(text)
         } else {
             Segment::encode(&text)
         }
+    }
+
+    /// Takes a name found in storage (a listing) as it stands, or `None` when no segment
+    /// could have produced it: such a name was not written by the service (the local
+    /// lake's `.tmp` folder among them), and encoding it would name another file.
+    pub(crate) fn stored(text: &str) -> Option<Segment> {
+        is_safe(text).then(|| Segment(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,6 +139,16 @@ impl fmt::Display for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `text` is a segment as literals and encoded values make them.
+fn is_safe(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('.')
+        && !text.ends_with('.')
+        && !is_reserved(text)
+        && text.len() <= MAX_SEGMENT
+        && text.chars().all(|c| is_literal_char(c) || c == '~')
 }
 
 /// Windows device names: `CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9`, in any

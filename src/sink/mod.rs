@@ -1,5 +1,8 @@
-//! Where records are stored. The HTTP layer and the ingest service only know this trait;
-//! the local lake and ADLS Gen2 are implementations beside each other.
+//! Where records are stored. The HTTP layer, the ingest service and (issue #9) compaction
+//! only know this trait; the local lake and ADLS Gen2 are implementations beside each other.
+//! Writing is write-once ([`Sink::store_all`]); listing, reading and deleting are what a
+//! pass over stored files needs, with no storage detail (temporary areas, continuation
+//! tokens, retries) showing through.
 
 mod adls;
 mod group_sync;
@@ -9,8 +12,10 @@ pub use adls::{AdlsSink, ClientError};
 pub use local::LocalLake;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
 
-use crate::domain::LakePath;
+use crate::domain::{LakePath, Segment};
 
 /// What a successful store did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +27,9 @@ pub enum Stored {
     AlreadyPresent,
 }
 
-/// A store that did not happen. Always worth retrying from the caller's point of view:
-/// nothing half-written is ever visible at a final path.
+/// A storage operation that did not happen. Nothing half-written is ever visible at a final
+/// path, so every failed write may be retried; [`SinkError::is_retryable`] says whether
+/// retrying soon can help.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("{operation} {path}: {source}")]
@@ -40,6 +46,15 @@ pub enum SinkError {
         operation: &'static str,
         path: String,
         detail: String,
+        /// The last failure was transient (busy, unreachable) and only the retry budget
+        /// ended; `false` for failures that repeat until someone acts (auth, permissions).
+        retryable: bool,
+    },
+    /// A file to read is not there (deleted since it was listed, or never written).
+    #[error("{operation} {path}: no such file")]
+    NotFound {
+        operation: &'static str,
+        path: String,
     },
     #[error("storage task failed: {0}")]
     Task(String),
@@ -55,10 +70,35 @@ impl SinkError {
             SinkError::Storage {
                 operation, detail, ..
             } => format!("{operation}: {detail}"),
+            SinkError::NotFound { operation, .. } => format!("{operation}: no such file"),
             SinkError::Task(reason) => reason.clone(),
         }
     }
+
+    /// Whether the same operation may succeed if tried again later without anyone fixing
+    /// anything: local I/O errors (a full disk frees up) and transient storage failures
+    /// are; a refused credential and a missing file are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SinkError::Io { .. } | SinkError::Task(_) => true,
+            SinkError::Storage { retryable, .. } => *retryable,
+            SinkError::NotFound { .. } => false,
+        }
+    }
 }
+
+/// One file found by [`Sink::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The file's path in the container, as [`Sink::read`] and [`Sink::delete`] take it.
+    pub path: LakePath,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
+/// The files under a folder, a page at a time, in no guaranteed order. Each page is
+/// non-empty; the stream ends after the last page or after the first error.
+pub type ListPages = BoxStream<'static, Result<Vec<Listed>, SinkError>>;
 
 /// One file to store: where, and its complete contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +115,21 @@ pub trait Sink: Send + Sync + 'static {
     /// an `Ok` means the file is durable. Returns one result per file, in order; a sink
     /// decides how much of the work runs at once.
     async fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>>;
+
+    /// Every file under `folder` (the container root when empty), in its whole tree, a
+    /// page at a time so that a folder of a million files never needs a million entries
+    /// at once. Only complete, published files: the store's temporary areas and folders
+    /// are left out. A missing folder lists nothing. Files written or deleted while the
+    /// listing runs may or may not be in it.
+    fn list(&self, folder: &[Segment]) -> ListPages;
+
+    /// The whole contents of a file (meant for change files: kilobytes to a few
+    /// megabytes). [`SinkError::NotFound`] when it is not there.
+    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError>;
+
+    /// Removes a file. A file that is not there is not an error: deleting twice, or after
+    /// another process did, succeeds.
+    async fn delete(&self, path: &LakePath) -> Result<(), SinkError>;
 
     /// Where records go, for the start-up log line (no secrets).
     fn describe(&self) -> String;

@@ -2,6 +2,7 @@
 //! helpers to read the lake back.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod adls;
 pub mod handler;
 
 use std::collections::{BTreeMap, HashMap};

@@ -147,3 +147,61 @@ pub async fn append_and_flush(file: &FileClient, contents: &Bytes) -> azure_core
     file.send(&mut Context::new(), &mut request).await?;
     Ok(())
 }
+
+/// One page of a recursive List Paths on the filesystem: its entries and the continuation
+/// token for the next page, if any.
+pub struct ListPage {
+    pub paths: Vec<azure_storage_datalake::file_system::Path>,
+    pub continuation: Option<String>,
+}
+
+/// Asks for one page of the paths under `directory` (the filesystem root when empty),
+/// starting at `continuation`. The library's own builder sends a starting token as
+/// `marker=`, which the DFS endpoint ignores, so a page could not be asked for again after
+/// a failure; this sends `continuation=` as the service documents it.
+pub async fn list_page(
+    filesystem: &FileSystemClient,
+    directory: &str,
+    max_results: u32,
+    continuation: Option<&str>,
+) -> azure_core::Result<ListPage> {
+    // The filesystem client keeps its URL and pipeline to itself; a file client shares
+    // both, and its URL minus the name is the filesystem's.
+    let anchor = filesystem.get_file_client("list");
+    let mut url = anchor.url()?;
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop();
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("resource", "filesystem")
+            .append_pair("recursive", "true")
+            .append_pair("maxResults", &max_results.to_string());
+        if !directory.is_empty() {
+            query.append_pair("directory", directory);
+        }
+        if let Some(token) = continuation {
+            query.append_pair("continuation", token);
+        }
+    }
+    let mut request = Request::new(url, Method::Get);
+    let response = anchor.send(&mut Context::new(), &mut request).await?;
+    let (_, headers, body) = response.deconstruct();
+    let list: azure_storage_datalake::file_system::PathList = body.collect().await?.try_into()?;
+    Ok(ListPage {
+        paths: list.paths,
+        continuation: headers
+            .get_optional_str(&azure_core::headers::CONTINUATION)
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned),
+    })
+}
+
+/// The whole file, with a plain `GET`: the library's `read()` always asks for a range,
+/// which the service refuses on an empty file (416).
+pub async fn read_whole(file: &FileClient) -> azure_core::Result<Bytes> {
+    let mut request = Request::new(file.url()?, Method::Get);
+    let response = file.send(&mut Context::new(), &mut request).await?;
+    response.into_body().collect().await
+}

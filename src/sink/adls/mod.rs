@@ -17,6 +17,7 @@
 
 mod client;
 mod diagnosis;
+mod files;
 mod retry;
 
 use std::collections::HashSet;
@@ -30,10 +31,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use self::client::ClientError;
-use self::retry::{is_transient, status_and_code, Backoff};
-use super::{LakeFile, Sink, SinkError, Stored};
+use self::retry::{is_transient, status_and_code, Retries};
+use super::{LakeFile, ListPages, Sink, SinkError, Stored};
 use crate::configuration::AdlsSettings;
-use crate::domain::{lake_path, Segment};
+use crate::domain::{lake_path, LakePath, Segment};
 
 /// The hidden folder for files being written, inside the configured directory.
 const TEMP_FOLDER: &str = "_tmp";
@@ -181,6 +182,18 @@ impl Sink for AdlsSink {
         .await
     }
 
+    fn list(&self, folder: &[Segment]) -> ListPages {
+        files::list(Arc::clone(&self.inner), folder)
+    }
+
+    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
+        self.inner.read(path).await
+    }
+
+    async fn delete(&self, path: &LakePath) -> Result<(), SinkError> {
+        self.inner.delete(path).await
+    }
+
     fn describe(&self) -> String {
         format!(
             "ADLS Gen2 account {} filesystem {} at {} ({})",
@@ -207,11 +220,7 @@ impl Inner {
         let retries = self.store_with_retries(file, &path, retry_until);
         match tokio::time::timeout_at(deadline, retries).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(SinkError::Storage {
-                operation: "storing",
-                path,
-                detail: "gave up at the request deadline (STORAGE_RETRY_BUDGET_SECS plus two STORAGE_REQUEST_TIMEOUT_SECS)".into(),
-            }),
+            Err(_) => Err(past_deadline("storing", path)),
         }
     }
 
@@ -224,19 +233,16 @@ impl Inner {
         let folder = lake_path::join(file.path.parent_segments());
         let name = file.path.file_name().as_str();
         let contents = Bytes::from(file.contents);
-        let mut backoff = Backoff::until(retry_until);
-        let mut attempt: u32 = 0;
+        let mut retries = Retries::until(retry_until);
         loop {
-            attempt += 1;
-            let outcome = {
+            let failure = {
                 // Held for one attempt, not across the waits between attempts. The
                 // semaphore is never closed, so a permit always comes.
                 let _permit = self.permits.acquire().await;
-                self.attempt(path, &folder, name, &contents).await
-            };
-            let failure = match outcome {
-                Ok(stored) => return Ok(stored),
-                Err(failure) => failure,
+                match self.attempt(path, &folder, name, &contents).await {
+                    Ok(stored) => return Ok(stored),
+                    Err(failure) => failure,
+                }
             };
             let retry = if failure.code() == Some("FilesystemNotFound")
                 && self.settings.create_filesystem
@@ -247,25 +253,8 @@ impl Inner {
                 // written again by a fresh attempt.
                 is_transient(&failure.error) || failure.code() == Some("SourcePathNotFound")
             };
-            match backoff.next_delay() {
-                Some(delay) if retry => {
-                    // Never the path (it holds the `_id`) or the error's text (a URL).
-                    tracing::warn!(
-                        attempt,
-                        operation = failure.operation,
-                        cause = %diagnosis::cause(&failure.error),
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "storage attempt failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                _ => {
-                    return Err(SinkError::Storage {
-                        operation: failure.operation,
-                        path: path.to_owned(),
-                        detail: self.describe_failure(&failure),
-                    })
-                }
+            if !retries.wait(failure.operation, &failure.error, retry).await {
+                return Err(self.give_up(&failure, path, retry));
             }
         }
     }
@@ -386,6 +375,28 @@ impl Inner {
 
     fn describe_failure(&self, failure: &Failure) -> String {
         diagnosis::describe(&failure.error, &self.settings, &self.filesystem_name)
+    }
+
+    /// The error for a failure no more attempts will follow; `retryable` when it was
+    /// transient and only the budget ended.
+    fn give_up(&self, failure: &Failure, path: &str, retryable: bool) -> SinkError {
+        SinkError::Storage {
+            operation: failure.operation,
+            path: path.to_owned(),
+            detail: self.describe_failure(failure),
+            retryable,
+        }
+    }
+}
+
+/// The error for an operation still unfinished at its deadline (the retry budget plus two
+/// request timeouts).
+fn past_deadline(operation: &'static str, path: String) -> SinkError {
+    SinkError::Storage {
+        operation,
+        path,
+        detail: "gave up at the request deadline (STORAGE_RETRY_BUDGET_SECS plus two STORAGE_REQUEST_TIMEOUT_SECS)".into(),
+        retryable: true,
     }
 }
 

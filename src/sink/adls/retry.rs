@@ -89,6 +89,48 @@ impl Backoff {
     }
 }
 
+/// The retries of one operation: waits within its budget, and a `warn` line for each
+/// retry, the same for writes, listings, reads and deletes.
+#[derive(Debug)]
+pub(super) struct Retries {
+    backoff: Backoff,
+    attempt: u32,
+}
+
+impl Retries {
+    /// Retries end at `deadline`.
+    pub(super) fn until(deadline: Instant) -> Retries {
+        Retries {
+            backoff: Backoff::until(deadline),
+            attempt: 0,
+        }
+    }
+
+    /// After a failed attempt: when `retry` is set and the budget allows, logs the retry,
+    /// waits and returns `true`; otherwise `false`, and the caller gives up.
+    pub(super) async fn wait(
+        &mut self,
+        operation: &'static str,
+        error: &azure_core::Error,
+        retry: bool,
+    ) -> bool {
+        self.attempt += 1;
+        let Some(delay) = self.backoff.next_delay().filter(|_| retry) else {
+            return false;
+        };
+        // Never the path (it holds the `_id`) or the error's text (a URL).
+        tracing::warn!(
+            attempt = self.attempt,
+            operation,
+            cause = %super::diagnosis::cause(error),
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "storage attempt failed; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        true
+    }
+}
+
 /// A number in [0, 1) from the OS's random source (0.5 if it is unavailable).
 fn random_fraction() -> f64 {
     let mut bytes = [0u8; 4];

@@ -15,8 +15,13 @@
 //! all, one flush, publish all, one flush, with flushes shared between concurrent requests
 //! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two
 //! hundred, and bounds the descriptors a request holds to two per file of a chunk.
+//!
+//! Listing walks the folder tree a page at a time on the blocking pool (`listing`).
+//! Deleting does not flush: a delete lost in a crash brings back a complete file that was
+//! stored once, which readers must accept anyway (a redelivered event writes it again).
 
 mod folder;
+mod listing;
 
 use std::collections::HashMap;
 use std::fs;
@@ -26,11 +31,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use self::folder::{discard, probe_staging, Folder, Staged, Staging, TempNames};
 use super::group_sync::{GroupSync, Mark, FLUSHES_WHOLE_FILE_SYSTEM};
-use super::{LakeFile, Sink, SinkError, Stored};
-use crate::domain::LakePath;
+use super::{LakeFile, ListPages, Sink, SinkError, Stored};
+use crate::domain::{LakePath, Segment};
 
 /// Temporary files older than this at start-up belong to a process that died mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -128,6 +134,29 @@ impl Sink for LocalLake {
             Err(error) => (0..count)
                 .map(|_| Err(SinkError::Task(error.to_string())))
                 .collect(),
+        }
+    }
+
+    fn list(&self, folder: &[Segment]) -> ListPages {
+        listing::pages(self.inner.container_root.clone(), folder.to_vec())
+    }
+
+    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
+        match tokio::fs::read(path.under(&self.inner.container_root)).await {
+            Ok(contents) => Ok(Bytes::from(contents)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
+                operation: "reading",
+                path: path.to_string(),
+            }),
+            Err(source) => Err(io_error("reading", path, source)),
+        }
+    }
+
+    async fn delete(&self, path: &LakePath) -> Result<(), SinkError> {
+        match tokio::fs::remove_file(path.under(&self.inner.container_root)).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(io_error("deleting", path, source)),
         }
     }
 
