@@ -2,15 +2,16 @@
 //! without serving, anything else is refused, and the start-up line says where to post
 //! and where records go.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mongo_lake_ingest::configuration::setting_names;
 use serde_json::Value;
+use support::handler::Handler;
 
 /// Wide: a debug build on a busy machine. Only a hang (a server started) misses it.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -112,62 +113,6 @@ fn any_other_argument_exits_2_naming_it() {
     }
 }
 
-/// A handler process, killed when dropped so a failing test leaves none behind.
-struct Serving {
-    child: Child,
-    ready: Value,
-}
-
-impl Serving {
-    /// Starts the handler with JSON logs in `dir` and returns its `ready` line.
-    fn start(dir: &Path, vars: &[(&str, &str)]) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-            .current_dir(dir)
-            .env_clear()
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .envs(vars.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("handler starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut serving = Serving {
-            child,
-            ready: Value::Null,
-        };
-        serving.ready = loop {
-            let line = lines.recv_timeout(DEADLINE).expect("a ready line");
-            let entry: Value = serde_json::from_str(&line).expect("JSON log line");
-            if entry["message"] == "ready" {
-                break entry;
-            }
-        };
-        serving
-    }
-
-    fn field(&self, name: &str) -> &str {
-        self.ready[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name} in {}", self.ready))
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_ready_line_names_the_url_and_the_absolute_canonical_lake_folder() {
     // Started in a folder reached through a symbolic link, with the default `./lake`.
@@ -176,11 +121,14 @@ async fn the_ready_line_names_the_url_and_the_absolute_canonical_lake_folder() {
     std::fs::create_dir(&real).expect("mkdir");
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
-    let handler = Serving::start(&link, &[("STORAGE_DIRECTORY", "raw/mongo")]);
+    let handler = Handler::start_in(&link, &[("STORAGE_DIRECTORY", "raw/mongo")]);
 
-    let address = handler.field("address");
-    assert_eq!(handler.field("url"), format!("http://{address}/api/ingest"));
-    let records = Path::new(handler.field("records"));
+    let address = handler.ready_field("address");
+    assert_eq!(
+        handler.ready_field("url"),
+        format!("http://{address}/api/ingest")
+    );
+    let records = Path::new(handler.ready_field("records"));
     let expected = real
         .canonicalize()
         .expect("exists")
@@ -190,7 +138,7 @@ async fn the_ready_line_names_the_url_and_the_absolute_canonical_lake_folder() {
     // And that is where a posted event lands.
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/insert.json");
     let response = reqwest::Client::new()
-        .post(handler.field("url"))
+        .post(handler.ready_field("url"))
         .header("Content-Type", "application/json")
         .body(std::fs::read(sample).expect("sample"))
         .send()
@@ -211,7 +159,7 @@ async fn the_ready_line_names_the_url_and_the_absolute_canonical_lake_folder() {
 #[test]
 fn the_ready_line_names_the_adls_location_but_never_the_credential() {
     let dir = tempfile::tempdir().expect("dir");
-    let handler = Serving::start(
+    let handler = Handler::start_in(
         dir.path(),
         &[
             ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
@@ -224,7 +172,7 @@ fn the_ready_line_names_the_adls_location_but_never_the_credential() {
         ],
     );
     assert_eq!(
-        handler.field("records"),
+        handler.ready_field("records"),
         "http://127.0.0.1:9/devstoreaccount1/mongodb/changes"
     );
     assert!(

@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct Handler {
     child: Child,
     pub addr: SocketAddr,
+    /// The `ready` line, parsed.
+    pub ready: Value,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
 }
@@ -21,7 +23,19 @@ pub struct Handler {
 impl Handler {
     /// Starts the binary with JSON logs and waits for its `ready` line.
     pub fn start(lake: &Path, extra: &[(&str, &str)]) -> Handler {
-        Handler::spawn(Command::new(env!("CARGO_BIN_EXE_handler")), lake, extra)
+        Handler::spawn(
+            Command::new(env!("CARGO_BIN_EXE_handler")),
+            Some(lake),
+            extra,
+        )
+    }
+
+    /// Starts the binary in the folder `dir` with only `vars` set (no lake folder: the
+    /// default `./lake` is then relative to `dir`).
+    pub fn start_in(dir: &Path, vars: &[(&str, &str)]) -> Handler {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+        command.current_dir(dir);
+        Handler::spawn(command, None, vars)
     }
 
     /// As [`Handler::start`], under an open-file limit of `files` (soft and hard), as a
@@ -32,7 +46,7 @@ impl Handler {
             .arg("-c")
             .arg(format!("ulimit -n {files} && exec \"$0\""))
             .arg(env!("CARGO_BIN_EXE_handler"));
-        Handler::spawn(command, lake, extra)
+        Handler::spawn(command, Some(lake), extra)
     }
 
     /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings.
@@ -46,17 +60,18 @@ impl Handler {
         Handler::start(unused.path(), &settings)
     }
 
-    fn spawn(mut command: Command, lake: &Path, extra: &[(&str, &str)]) -> Handler {
+    /// With `lake`, records go there unless `extra` names an ADLS account.
+    fn spawn(mut command: Command, lake: Option<&Path>, extra: &[(&str, &str)]) -> Handler {
         command
             .env_clear()
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
             .env("LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if !extra
+        let adls = extra
             .iter()
-            .any(|(name, _)| *name == "STORAGE_ACCOUNT_NAME")
-        {
+            .any(|(name, _)| *name == "STORAGE_ACCOUNT_NAME");
+        if let (Some(lake), false) = (lake, adls) {
             command.env("LOCAL_LAKE_DIR", lake);
         }
         for (name, value) in extra {
@@ -75,10 +90,11 @@ impl Handler {
         let mut handler = Handler {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready: Value::Null,
             lines,
             log: Vec::new(),
         };
-        handler.addr = loop {
+        handler.ready = loop {
             let line = handler
                 .lines
                 .recv_timeout(Duration::from_secs(10))
@@ -86,14 +102,25 @@ impl Handler {
             handler.log.push(line.clone());
             let entry: Value = serde_json::from_str(&line).expect("JSON log line");
             if entry["message"] == "ready" {
-                break entry["address"]
-                    .as_str()
-                    .expect("address")
-                    .parse()
-                    .expect("addr");
+                break entry;
             }
         };
+        handler.addr = handler.ready_field("address").parse().expect("an address");
         handler
+    }
+
+    /// A text field of the `ready` line.
+    pub fn ready_field(&self, name: &str) -> &str {
+        self.ready[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in {}", self.ready))
+    }
+
+    /// The next log line, parsed, waiting up to `timeout`; it is kept for [`Handler::wait`].
+    pub fn next_line(&mut self, timeout: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        self.log.push(line.clone());
+        Some(serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}")))
     }
 
     pub fn url(&self, path: &str) -> String {
