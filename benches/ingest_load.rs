@@ -115,13 +115,7 @@ async fn closed_loop(
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(index) else { break };
                     let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("answer");
+                    let response = handler::post_json(&client, &url, body.clone()).await;
                     assert_eq!(
                         response.status(),
                         200,
@@ -162,13 +156,7 @@ async fn fixed_rate(name: &str, url: &str, bodies: Vec<String>, per_second: u32)
         let (client, url) = (client.clone(), url.to_owned());
         requests.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let response = client
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("answer");
+            let response = handler::post_json(&client, &url, body).await;
             assert_eq!(response.status(), 200);
             let _ = response.bytes().await;
             sent.elapsed()

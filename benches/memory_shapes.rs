@@ -101,13 +101,7 @@ fn measure(runtime: &tokio::runtime::Runtime, encoding: &str, body: &str) -> Mea
     let client = reqwest::Client::new();
     let started = Instant::now();
     let status = runtime.block_on(async {
-        let response = client
-            .post(handler.url())
-            .header("Content-Type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("answer");
+        let response = handler::post_json(&client, &handler.url(), body.to_owned()).await;
         let status = response.status().as_u16();
         let _ = response.bytes().await;
         status
@@ -139,13 +133,7 @@ fn concurrent(runtime: &tokio::runtime::Runtime, body: &str) -> (f64, usize, f64
             tokio::spawn(async move {
                 let mut busy = 0;
                 loop {
-                    let response = client
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("answer");
+                    let response = handler::post_json(&client, &url, body.clone()).await;
                     match response.status().as_u16() {
                         200 => return busy,
                         503 => {
