@@ -372,13 +372,7 @@ async fn storage_failure_answers_503_then_a_retry_stores_everything() {
     let answer = server.post_json(&sample("batch.json")).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.body["error"], "storage_unavailable");
-    assert_eq!(
-        answer
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("5")
-    );
+    assert_eq!(answer.header("retry-after"), Some("5"));
     let (_, invoked) = server
         .invoke("application/json", &sample("batch.json"))
         .await;
@@ -721,13 +715,7 @@ async fn requests_beyond_the_in_flight_budget_get_503_with_retry_after() {
         .await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.body["error"], "server_busy");
-    assert_eq!(
-        answer
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("2")
-    );
+    assert_eq!(answer.header("retry-after"), Some("2"));
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(1),
         "it waited for room first"

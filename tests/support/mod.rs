@@ -223,6 +223,11 @@ impl Answer {
         }
     }
 
+    /// A header of the answer, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
     /// Paths written by this request.
     pub fn written(&self) -> Vec<String> {
         strings(&self.body["paths"]["written"])
