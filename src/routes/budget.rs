@@ -32,7 +32,7 @@ pub struct InflightBudget {
 
 /// Bytes held in the budget; given back when dropped.
 #[derive(Debug)]
-pub struct Reservation(Option<OwnedSemaphorePermit>);
+pub struct Reservation(OwnedSemaphorePermit);
 
 impl InflightBudget {
     pub fn new(max_bytes: usize) -> InflightBudget {
@@ -51,7 +51,7 @@ impl InflightBudget {
             .min(self.total_units);
         let acquire = Arc::clone(&self.units).acquire_many_owned(units);
         match tokio::time::timeout(WAIT, acquire).await {
-            Ok(Ok(permit)) => Ok(Reservation(Some(permit))),
+            Ok(Ok(permit)) => Ok(Reservation(permit)),
             _ => {
                 tracing::warn!(
                     bytes,
@@ -73,19 +73,13 @@ impl InflightBudget {
         reservation: &mut Reservation,
         bytes: usize,
     ) -> Result<(), IngestError> {
-        let held = reservation
-            .0
-            .as_ref()
-            .map_or(0, |permit| permit.num_permits());
+        let held = reservation.0.num_permits();
         let room = (self.total_units as usize).saturating_sub(held) * UNIT;
         if room == 0 {
             return Ok(());
         }
         let Reservation(more) = self.reserve(bytes.min(room)).await?;
-        match (&mut reservation.0, more) {
-            (Some(held), Some(more)) => held.merge(more),
-            (slot, more) => *slot = more,
-        }
+        reservation.0.merge(more);
         Ok(())
     }
 
