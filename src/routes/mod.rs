@@ -87,13 +87,10 @@ impl AppState {
             .map_err(|error| IngestError::Internal(format!("ingest task failed: {error}")))?
     }
 
-    /// Ingests one request body (inside [`AppState::after_read`]).
+    /// Ingests one request body (inside [`AppState::after_read`]). Its size was checked
+    /// against `MAX_BODY_BYTES` as it was read (forwarding) or taken out of its envelope
+    /// (payload mode).
     async fn ingest(&self, body: Bytes, framing: Framing) -> Result<Summary, IngestError> {
-        if body.len() > self.max_body_bytes {
-            return Err(IngestError::PayloadTooLarge {
-                limit: self.max_body_bytes,
-            });
-        }
         self.ingestor.ingest(body, framing).await
     }
 }
