@@ -176,6 +176,21 @@ mod tests {
             Err(SinkError::Task("unreachable".to_owned()))
         }
 
+        async fn folders(
+            &self,
+            _folder: &[crate::domain::Segment],
+        ) -> Result<Vec<crate::domain::Segment>, SinkError> {
+            Err(SinkError::Task("unreachable".to_owned()))
+        }
+
+        async fn store_spooled(
+            &self,
+            _path: &crate::domain::LakePath,
+            _spooled: &std::path::Path,
+        ) -> Result<Stored, SinkError> {
+            Err(SinkError::Task("unreachable".to_owned()))
+        }
+
         fn describe(&self) -> String {
             "unreachable".to_owned()
         }

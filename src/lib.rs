@@ -9,6 +9,7 @@
 
 mod blocking;
 pub mod cli;
+pub mod compact;
 pub mod configuration;
 pub mod domain;
 pub(crate) mod error;

@@ -8,6 +8,7 @@
 use bson::{spec::BinarySubtype, Bson};
 
 use super::extjson::{to_extjson_string, Encoding};
+use super::hour::{Calendar, EventHour};
 use super::lake_path::{
     short_hash, LakePath, Segment, SegmentError, MAX_ENCODED_VALUE, MAX_SEGMENT,
 };
@@ -116,7 +117,7 @@ impl PathLayout {
 
     /// The record's path inside the filesystem (container).
     pub fn path_for(&self, record: &Record) -> LakePath {
-        let time = UtcHour::from_unix_seconds(record.cluster_time.time);
+        let time = EventHour::of_unix_seconds(i64::from(record.cluster_time.time)).calendar();
         let mut segments = self.directory.clone();
         for folder in &self.folders {
             let mut text = String::new();
@@ -195,7 +196,7 @@ fn parse_folder(folder: &str) -> Result<Vec<Part>, TemplateError> {
     Ok(parts)
 }
 
-fn render(field: Field, record: &Record, time: &UtcHour) -> String {
+fn render(field: Field, record: &Record, time: &Calendar) -> String {
     match field {
         Field::Db => Segment::encode(&record.ns.db).to_string(),
         Field::Coll => Segment::encode(&record.ns.coll).to_string(),
@@ -238,43 +239,6 @@ fn id_text(id: Option<&Bson>) -> String {
             format!("h{}", short_hash(canonical.as_bytes()))
         }
         None => "noid".to_owned(),
-    }
-}
-
-/// A UTC calendar hour, computed without a date library (clusterTime is whole seconds).
-struct UtcHour {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-}
-
-impl UtcHour {
-    /// Howard Hinnant's `civil_from_days`, exact for every `u32` second count.
-    fn from_unix_seconds(seconds: u32) -> UtcHour {
-        let seconds = i64::from(seconds);
-        let days = seconds.div_euclid(86_400);
-        let hour = (seconds.rem_euclid(86_400) / 3_600) as u32;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let shifted_month = (5 * day_of_year + 2) / 153;
-        let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-        let month = if shifted_month < 10 {
-            shifted_month + 3
-        } else {
-            shifted_month - 9
-        } as u32;
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
-        UtcHour {
-            year,
-            month,
-            day,
-            hour,
-        }
     }
 }
 
@@ -435,18 +399,6 @@ mod tests {
         ));
         assert!(layout("{db}-{coll}").is_ok());
         assert!(layout("").is_ok());
-    }
-
-    #[test]
-    fn calendar_matches_known_dates() {
-        let check = |seconds: u32, expected: (i64, u32, u32, u32)| {
-            let t = UtcHour::from_unix_seconds(seconds);
-            assert_eq!((t.year, t.month, t.day, t.hour), expected, "{seconds}");
-        };
-        check(0, (1970, 1, 1, 0));
-        check(951_782_400, (2000, 2, 29, 0));
-        check(1_709_251_199, (2024, 2, 29, 23));
-        check(u32::MAX, (2106, 2, 7, 6));
     }
 
     fn any_id() -> impl Strategy<Value = Bson> {

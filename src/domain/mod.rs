@@ -4,12 +4,14 @@
 
 pub(crate) mod change_event;
 pub(crate) mod extjson;
+pub(crate) mod hour;
 pub(crate) mod lake_path;
 pub(crate) mod layout;
 pub(crate) mod record;
 
 pub use change_event::{ChangeEvent, DataChange, DataOperation, EventError, Namespace};
 pub use extjson::Encoding;
+pub use hour::{Calendar, EventHour, HourError};
 pub use lake_path::{LakePath, Segment, SegmentError};
 pub use layout::{PathLayout, TemplateError, DEFAULT_TEMPLATE};
 pub use record::{DataSource, Record};

@@ -131,6 +131,23 @@ pub trait Sink: Send + Sync + 'static {
     /// another process did, succeeds.
     async fn delete(&self, path: &LakePath) -> Result<(), SinkError>;
 
+    /// The names of the folders directly under `folder` (not files, not deeper), in no
+    /// guaranteed order. A missing folder has none. Hidden and temporary folders the
+    /// store keeps for itself are left out, as in [`Sink::list`].
+    async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError>;
+
+    /// Stores a file whose contents were written to local disk first (`spooled`, a
+    /// complete file on the worker's temporary disk), for files too large to hold in
+    /// memory: compaction's parts. The same write-once contract as
+    /// [`Sink::store_all`]: complete or absent, never replacing a file already at `path`
+    /// ([`Stored::AlreadyPresent`], whatever its contents). Memory stays bounded whatever
+    /// the file's size.
+    async fn store_spooled(
+        &self,
+        path: &LakePath,
+        spooled: &std::path::Path,
+    ) -> Result<Stored, SinkError>;
+
     /// Where records go, for the start-up log line (no secrets).
     fn describe(&self) -> String;
 }

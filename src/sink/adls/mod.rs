@@ -194,6 +194,23 @@ impl Sink for AdlsSink {
         self.inner.delete(path).await
     }
 
+    async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
+        Err(SinkError::Task(format!(
+            "listing folders of {} on ADLS is not built yet",
+            lake_path::join(folder)
+        )))
+    }
+
+    async fn store_spooled(
+        &self,
+        path: &LakePath,
+        _spooled: &std::path::Path,
+    ) -> Result<Stored, SinkError> {
+        Err(SinkError::Task(format!(
+            "storing a spooled file at {path} on ADLS is not built yet"
+        )))
+    }
+
     fn describe(&self) -> String {
         format!(
             "ADLS Gen2 account {} filesystem {} at {} ({})",

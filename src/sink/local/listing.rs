@@ -132,3 +132,30 @@ fn open(dir: &Path) -> io::Result<Option<ReadDir>> {
         Err(error) => Err(error),
     }
 }
+
+/// The lake folders directly under `dir` (none when it is missing or a file).
+pub(super) fn child_folders(dir: &Path) -> io::Result<Vec<Segment>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new())
+        }
+        Err(error) => return Err(error),
+    };
+    let mut folders = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if let Some(segment) = entry.file_name().to_str().and_then(Segment::stored) {
+            folders.push(segment);
+        }
+    }
+    Ok(folders)
+}
