@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::compact::{CompactSettings, LateMarkers, DEFAULT_COMPACT_DELAY};
 use crate::configuration::{ServerLimits, Settings, StorageSettings};
 use crate::ingest::Ingestor;
 use crate::routes::{router, AppState, InflightBudget, INGEST_PATH};
@@ -71,7 +72,11 @@ impl Application {
                 Arc::new(sink)
             }
         };
-        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
+        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding)
+            .with_late_markers(LateMarkers::new(
+                CompactSettings::default_root(settings.layout.directory()),
+                DEFAULT_COMPACT_DELAY,
+            ));
         let listener =
             TcpListener::bind(settings.listen)
                 .await
