@@ -454,6 +454,11 @@ fn past_deadline(operation: &'static str, path: String) -> SinkError {
 /// temporary name.
 async fn write_complete(file: &FileClient, contents: &Bytes) -> Result<(), Failure> {
     file.create().await.map_err(Failure::of("creating"))?;
+    if contents.is_empty() {
+        // Created empty is complete; the service refuses an append of no bytes (400
+        // InvalidHeaderValue). Compaction's markers and watermarks are empty files.
+        return Ok(());
+    }
     client::append_and_flush(file, contents)
         .await
         .map_err(Failure::of("writing"))
