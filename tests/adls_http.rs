@@ -75,7 +75,7 @@ async fn adls_holds_exactly_what_the_local_lake_holds() {
             "{name}: same summary, same paths"
         );
     }
-    let in_adls = lake_files(&dfs);
+    let in_adls = change_files(&dfs);
     let in_local = local.files();
     assert_eq!(in_adls.len(), in_local.len());
     for (path, bytes) in &in_adls {
