@@ -85,7 +85,7 @@ async fn adls_holds_exactly_what_the_local_lake_holds() {
     let again = adls.post_json(&sample("batch.json")).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["written"], 0, "{}", again.body);
-    assert_eq!(lake_files(&dfs), in_adls);
+    assert_eq!(change_files(&dfs), in_adls);
     adls.stop().await;
     local.stop().await;
 }
