@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::compact::{Compactor, PassScope, PassSummary};
+use crate::compact::{Compactor, LateMarkers, PassScope, PassSummary};
 use crate::configuration::{ServerLimits, Settings, StorageSettings};
 pub use crate::error::CompactFailure;
 use crate::ingest::Ingestor;
@@ -121,7 +121,10 @@ impl Application {
         let sink = open_sink(settings, StartUpCheck::Spawn)?;
         let stopping = CancellationToken::new();
         let compaction = Compaction::new(compactor(Arc::clone(&sink), settings), stopping.clone());
-        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
+        let ingestor =
+            Ingestor::new(sink, settings.layout.clone(), settings.encoding).with_late_markers(
+                LateMarkers::new(settings.compact.root.clone(), settings.compact.delay),
+            );
         let listener =
             TcpListener::bind(settings.listen)
                 .await
