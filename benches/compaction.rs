@@ -35,7 +35,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&root);
     let format = std::env::var("BENCH_FORMAT").unwrap_or_else(|_| "jsonl".to_owned());
 
-    println!("| lake | records | record bytes | format | seconds | records/s | MB/s | peak RSS MiB |");
+    println!(
+        "| lake | records | record bytes | format | seconds | records/s | MB/s | peak RSS MiB |"
+    );
     println!("|---|---:|---:|---|---:|---:|---:|---:|");
     local_hour(&root, records, record_bytes, &format);
     adls_hour(env_number("BENCH_ADLS_RECORDS", 20_000), &format);
@@ -97,13 +99,18 @@ fn run_compact(args: &[&str], settings: &[(&str, String)]) -> (f64, f64, String)
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(waited, pid, "waited for the pass");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the pass failed: {text}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the pass failed: {text}"
+    );
     (seconds, usage.ru_maxrss as f64 / 1024.0, text)
 }
 
 fn summary_number(summary: &str, field: &str) -> u64 {
     let value: serde_json::Value = serde_json::from_str(summary.trim()).expect("summary JSON");
-    value[field].as_u64().unwrap_or_else(|| panic!("{field} in {summary}"))
+    value[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {summary}"))
 }
 
 fn report(lake: &str, records: usize, bytes: usize, format: &str, seconds: f64, rss: f64) {
@@ -159,7 +166,14 @@ fn adls_hour(records: usize, format: &str) {
     let bytes = record_line(0, HOUR_10, 0).len();
     let (seconds, rss, summary) = run_compact(&["compact", "--hour", "2024-06-16T10"], &settings);
     assert_eq!(summary_number(&summary, "recordsCompacted"), records as u64);
-    report("ADLS (DFS test server)", records, bytes, format, seconds, rss);
+    report(
+        "ADLS (DFS test server)",
+        records,
+        bytes,
+        format,
+        seconds,
+        rss,
+    );
 }
 
 /// A small insert event of hour 10 (for the ADLS run, which goes through the handler).

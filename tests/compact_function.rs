@@ -327,16 +327,14 @@ fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a st
         .collect()
 }
 
-/// The handler on ADLS at `dfs`. Ingesting, it is given a week's `COMPACT_DELAY_SECS`,
-/// so the hours these tests post to are not late for it and it writes no late markers:
-/// an empty file cannot be written to ADLS yet (see the report on issue #9); the passes
-/// run with `PASS_DELAY`, so those hours are closed for them.
+/// The handler on ADLS at `dfs`, with `delay` as `COMPACT_DELAY_SECS`.
 fn on_adls(dfs: &DfsServer, delay: &str) -> Handler {
     let vars = adls_vars(dfs, delay);
     Handler::start_on_adls(&dfs.endpoint(), &borrowed(&vars))
 }
 
-const INGEST_DELAY: &str = "604800";
+/// Hours that ended a second ago are closed: the tests' hours (a few hours back) are
+/// compacted by a `Due` pass, and the ingest writes late markers for their records.
 const PASS_DELAY: &str = "1";
 
 fn run_on(dfs: &DfsServer, args: &[&str]) -> Output {
@@ -392,17 +390,20 @@ async fn the_command_and_the_function_compact_on_adls() {
     let dfs = dfs();
     let (start_a, folder_a, name_a, arg_a) = hours_ago(3);
     let (start_b, folder_b, name_b, _) = hours_ago(2);
-    {
-        let ingest = on_adls(&dfs, INGEST_DELAY);
-        for body in [events(start_a, 0, 30), events(start_b, 100, 4)] {
-            let answer = ingest.post_json(body).await;
-            assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-        }
+    let handler = on_adls(&dfs, PASS_DELAY);
+    for body in [events(start_a, 0, 30), events(start_b, 100, 4)] {
+        let answer = handler.post_json(body).await;
+        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     }
+    let markers = dfs
+        .files(CONTAINER)
+        .into_iter()
+        .filter(|entry| entry.path.starts_with("changes-hourly/_compact/late/"))
+        .count();
+    assert_eq!(markers, 34, "late records leave empty markers on ADLS too");
 
     let summary = stdout_summary(&run_on(&dfs, &["compact", "--hour", &arg_a]));
     assert_eq!(summary["recordsCompacted"], 30, "{summary}");
-    let handler = on_adls(&dfs, PASS_DELAY);
     let (status, answer) = invoke_timer(&handler).await;
     assert_eq!(status, 200, "{answer}");
     let summary = summary_of(&answer);
