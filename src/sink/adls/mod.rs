@@ -451,11 +451,12 @@ fn past_deadline(operation: &'static str, path: String) -> SinkError {
 }
 
 /// Creates `file` and writes `contents` into it, committed: complete, but still under its
-/// temporary name. An empty file (a compaction marker) is complete once created: the
-/// service refuses an append of nothing (400 `InvalidHeaderValue`).
+/// temporary name.
 async fn write_complete(file: &FileClient, contents: &Bytes) -> Result<(), Failure> {
     file.create().await.map_err(Failure::of("creating"))?;
     if contents.is_empty() {
+        // Created empty is complete; the service refuses an append of no bytes (400
+        // InvalidHeaderValue). Compaction's markers and watermarks are empty files.
         return Ok(());
     }
     client::append_and_flush(file, contents)
