@@ -14,6 +14,9 @@
 //! earlier attempt that is still in flight. When a rename fails without a clear answer (a
 //! timeout, a reset connection, a 5xx), the final path is looked at before the write is
 //! called failed: the rename may have happened with its answer lost.
+//!
+//! Files spooled to local disk (compaction's parts) follow the same protocol a chunk at a
+//! time, each request retried on its own (`spooled`).
 
 mod client;
 mod diagnosis;

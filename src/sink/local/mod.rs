@@ -16,6 +16,10 @@
 //! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two
 //! hundred, and bounds the descriptors a request holds to two per file of a chunk.
 //!
+//! A file spooled to local disk first (compaction's parts, up to several GB) is never read
+//! into memory: on the lake's file system it is hard-linked into place, from another it is
+//! copied in a stream into the staging (`spooled`).
+//!
 //! Listing walks the folder tree a page at a time on the blocking pool (`listing`).
 //! Deleting does not flush: a delete lost in a crash brings back a complete file that was
 //! stored once, which readers must accept anyway (a redelivered event writes it again).
