@@ -194,7 +194,12 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == ".tmp") {
+            // Temporary files, and compaction's state (the late markers the ingest
+            // writes for old events) are not records.
+            if path
+                .file_name()
+                .is_some_and(|n| n == ".tmp" || n == "_compact")
+            {
                 continue;
             }
             collect(root, &path, files);
