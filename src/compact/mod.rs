@@ -6,6 +6,8 @@
 //! `handler compact` command both run. It stands on [`Sink`] alone: listing, reading,
 //! write-once storing and deleting, the same on the local lake and on ADLS.
 
+pub mod parquet;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
