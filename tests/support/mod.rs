@@ -4,6 +4,7 @@
 
 pub mod adls;
 pub mod handler;
+pub mod python;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
