@@ -386,12 +386,12 @@ fn write_spooled(
                 source,
             },
         })?;
+    // Durability is the store's: `store_spooled` flushes what it publishes.
     if let Some(out) = jsonl_out {
-        let file = out.into_inner().map_err(|error| CompactError::Spool {
+        out.into_inner().map_err(|error| CompactError::Spool {
             path: jsonl.to_path_buf(),
             source: error.into_error(),
         })?;
-        file.sync_all().map_err(spool_error(jsonl))?;
     }
     if let Some(out) = parquet_out {
         out.finish()?;
