@@ -101,6 +101,10 @@ async fn compact(scope: PassScope) -> ExitCode {
         }
     };
     telemetry::init_on(Output::Stderr, settings.log_format, &settings.log_filter);
+    if !settings.compact.enabled {
+        eprintln!("handler compact: compaction is off (COMPACT_ENABLED=false, or STORAGE_DIRECTORY is the container's root and COMPACT_DIRECTORY is not set)");
+        return ExitCode::FAILURE;
+    }
     match compact_once(&settings, scope).await {
         Ok(summary) => match serde_json::to_string(&summary) {
             Ok(line) => {

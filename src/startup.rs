@@ -121,10 +121,13 @@ impl Application {
         let sink = open_sink(settings, StartUpCheck::Spawn)?;
         let stopping = CancellationToken::new();
         let compaction = Compaction::new(compactor(Arc::clone(&sink), settings), stopping.clone());
-        let ingestor =
-            Ingestor::new(sink, settings.layout.clone(), settings.encoding).with_late_markers(
-                LateMarkers::new(settings.compact.root.clone(), settings.compact.delay),
-            );
+        let mut ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
+        if settings.compact.enabled {
+            ingestor = ingestor.with_late_markers(LateMarkers::new(
+                settings.compact.root.clone(),
+                settings.compact.delay,
+            ));
+        }
         let listener =
             TcpListener::bind(settings.listen)
                 .await

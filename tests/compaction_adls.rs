@@ -54,6 +54,7 @@ impl Lake {
             Arc::clone(&self.sink),
             layout,
             CompactSettings {
+                enabled: true,
                 root: segments("changes-hourly"),
                 delay: Duration::from_secs(600),
                 formats: Formats::default(),

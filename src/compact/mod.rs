@@ -84,6 +84,8 @@ impl Default for Formats {
 /// The compaction settings (`COMPACT_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactSettings {
+    /// Passes run and the ingest writes late markers (`COMPACT_ENABLED`).
+    pub enabled: bool,
     /// Where compacted files go, inside the container (`COMPACT_DIRECTORY`; default the
     /// change directory's last segment plus `-hourly`, beside it).
     pub root: Vec<Segment>,
@@ -142,6 +144,9 @@ pub struct PassSummary {
     pub compacted_through: Option<String>,
     /// The time budget ended with hours left for the next pass.
     pub more_to_do: bool,
+    /// Compaction is off (`COMPACT_ENABLED=false`): the pass did nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub off: bool,
     pub elapsed_ms: u64,
 }
 
@@ -174,6 +179,10 @@ pub struct Compactor {
 }
 
 impl Compactor {
+    pub fn is_enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
     pub fn new(sink: Arc<dyn Sink>, layout: PathLayout, settings: CompactSettings) -> Compactor {
         Compactor {
             sink,
@@ -190,6 +199,10 @@ impl Compactor {
     ) -> Result<PassSummary, CompactError> {
         let started = Instant::now();
         let mut summary = PassSummary::default();
+        if !self.settings.enabled {
+            summary.off = true;
+            return Ok(summary);
+        }
         let paths = StatePaths::new(self.settings.root.clone());
         let context = Context {
             sink: self.sink.as_ref(),

@@ -57,6 +57,7 @@ impl Lake {
 
     fn settings(&self) -> CompactSettings {
         CompactSettings {
+            enabled: true,
             root: segments("changes-hourly"),
             delay: DEFAULT_COMPACT_DELAY,
             formats: Formats::default(),
@@ -235,6 +236,7 @@ async fn late_records_go_to_a_new_part_and_redeliveries_to_none() {
         let first: Vec<String> = (0..5).map(|n| event("d", "c", HOUR_10 + 9, n)).collect();
         lake.ingest(&first).await;
         let settings = CompactSettings {
+            enabled: true,
             delete_sources,
             ..lake.settings()
         };
@@ -395,6 +397,7 @@ async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
         let early: Vec<String> = (0..4).map(|n| event("d", "c", HOUR_10 + n, n)).collect();
         lake.ingest(&early).await;
         let settings = CompactSettings {
+            enabled: true,
             delete_sources: true,
             ..lake.settings()
         };

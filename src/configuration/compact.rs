@@ -33,13 +33,11 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         }
         None => CompactSettings::default_root(change_directory),
     };
+    let mut enabled = vars.flag(Key::CompactEnabled)?;
     if overlaps(&root, change_directory) {
         // Only the default can get here: a change directory at the container's root has
-        // no "beside".
-        return Err(ConfigError::new(
-            Key::CompactDirectory.name(),
-            "cannot default beside STORAGE_DIRECTORY, which is the container's root; set STORAGE_DIRECTORY to a folder",
-        ));
+        // no "beside". Compaction is then off, rather than stopping the ingest.
+        enabled = false;
     }
     let formats = match vars.choice(Key::CompactFormat)? {
         Some("parquet") => Formats {
@@ -56,6 +54,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         .text(Key::CompactSpoolDir)?
         .map_or_else(std::env::temp_dir, |given| PathBuf::from(given.text.trim()));
     Ok(CompactSettings {
+        enabled,
         root,
         delay: vars.seconds(Key::CompactDelaySecs)?,
         formats,

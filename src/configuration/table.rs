@@ -298,6 +298,11 @@ settings_table! {
         kind: seconds(DEFAULT_RETRY_BUDGET, MAX_RETRY_BUDGET_SECS),
         help: "Longest time spent retrying one file (throttling, 5xx, network errors) before answering 503 (Azure Functions ends requests after 230 s; this plus twice the request timeout must be at most 220).",
     }
+    CompactEnabled {
+        name: "COMPACT_ENABLED", alias: None, group: Group::Compaction,
+        kind: Kind::Flag { default: true },
+        help: "Compaction on: the `compact` function and command run passes, and the ingest leaves a late marker for each record of an hour a pass may have listed already. `false`: no markers, and a pass does nothing (also disable the function: `AzureWebJobs.compact.Disabled=true`). Off by itself when `STORAGE_DIRECTORY` is the container's root and `COMPACT_DIRECTORY` is not set (there is no folder beside it).",
+    }
     CompactDirectory {
         name: "COMPACT_DIRECTORY", alias: None, group: Group::Compaction,
         kind: Kind::Text { default: TextDefault::Derived("<directory>-hourly") },

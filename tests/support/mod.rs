@@ -197,7 +197,10 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
         if path.is_dir() {
             // The sink's staging, and compaction's hidden state (late markers that these
             // tests' events of long-closed hours leave; `compact::tests` covers them).
-            if path.file_name().is_some_and(|n| n == ".tmp" || n == "_compact") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == ".tmp" || n == "_compact")
+            {
                 continue;
             }
             collect(root, &path, files);
