@@ -1,0 +1,569 @@
+//! The README's "Query the lake" recipes, run as they stand by a real engine (DuckDB, from
+//! PyPI) over a lake the real handler wrote and compacted: the current-state view must
+//! return exactly the final state of a simulated collection, from the change files, the
+//! hourly JSON lines and the hourly Parquet files alike.
+//!
+//! The collection's history is random (seeded; `QUERY_RECIPES_SEED` replays one): inserts,
+//! updates with and without `fullDocument`, replaces, deletes with and without pre-image,
+//! several changes of one document inside a transaction (one `clusterTime`), `_id`s of
+//! several BSON types. It is delivered out of order, with redeliveries, and part of one
+//! hour arrives after that hour was compacted (a late part). The expected state is
+//! computed here by the documented rule, independently of the SQL.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Map, Value};
+use support::handler::Handler;
+use support::python;
+
+/// 2024-06-16T09:00:00Z: the history spans this hour and the next few.
+const START: u32 = 1_718_528_400;
+/// The hour the README's one-hour query reads (2024-06-16, hour 10).
+const README_HOUR: u32 = START + 3600;
+const DB: &str = "sample_mflix";
+const COLL: &str = "movies";
+
+// ---------------------------------------------------------------------------------------
+// The simulated collection
+
+/// splitmix64: a small deterministic generator, so a failing history can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True `percent` times in a hundred.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A value in both encodings: canonical (what Atlas sends) and relaxed (what the lake
+/// holds by default).
+#[derive(Clone)]
+struct Both {
+    canonical: Value,
+    relaxed: Value,
+}
+
+impl Both {
+    fn same(value: Value) -> Both {
+        Both {
+            canonical: value.clone(),
+            relaxed: value,
+        }
+    }
+
+    fn int32(n: i32) -> Both {
+        Both {
+            canonical: json!({"$numberInt": n.to_string()}),
+            relaxed: json!(n),
+        }
+    }
+
+    fn int64(n: i64) -> Both {
+        Both {
+            canonical: json!({"$numberLong": n.to_string()}),
+            relaxed: json!(n),
+        }
+    }
+
+    /// A double with a fraction (relaxed output keeps it as is).
+    fn double(half: i32) -> Both {
+        let value = f64::from(half) + 0.5;
+        Both {
+            canonical: json!({"$numberDouble": value.to_string()}),
+            relaxed: json!(value),
+        }
+    }
+
+    fn document(fields: Vec<(&str, Both)>) -> Both {
+        let mut canonical = Map::new();
+        let mut relaxed = Map::new();
+        for (name, value) in fields {
+            canonical.insert(name.to_owned(), value.canonical);
+            relaxed.insert(name.to_owned(), value.relaxed);
+        }
+        Both {
+            canonical: Value::Object(canonical),
+            relaxed: Value::Object(relaxed),
+        }
+    }
+
+    fn array(items: Vec<Both>) -> Both {
+        let (canonical, relaxed) = items.into_iter().map(|b| (b.canonical, b.relaxed)).unzip();
+        Both {
+            canonical: Value::Array(canonical),
+            relaxed: Value::Array(relaxed),
+        }
+    }
+}
+
+/// The `_id` of the n-th document: ObjectId, string, Int32, Int64 (past 2^53), UUID and
+/// compound, in turn.
+fn document_id(n: u32) -> Both {
+    match n % 6 {
+        0 => Both::same(json!({"$oid": format!("665e{n:020x}")})),
+        1 => Both::same(json!(format!("movie/{n} é"))),
+        2 => Both::int32(1000 + n as i32),
+        3 => Both::int64(9_007_199_254_740_993 + i64::from(n)),
+        4 => Both::same(json!({"$binary": {
+            "base64": base64_of(&uuid_bytes(n)), "subType": "04"}})),
+        _ => Both::document(vec![
+            ("region", Both::same(json!("eu"))),
+            ("n", Both::int32(n as i32)),
+        ]),
+    }
+}
+
+fn uuid_bytes(n: u32) -> [u8; 16] {
+    let mut bytes = *b"\x6b\x3f\x8a\x2c\x91\xd4\x4e\x0f\xa7\xc2\x5b\x9e\x13\xd0\x8f\x41";
+    bytes[12..].copy_from_slice(&n.to_be_bytes());
+    bytes
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A document version: `_id` first, then a random choice of fields in a random order
+/// (field order must survive every engine).
+fn document(rng: &mut Rng, id: &Both, version: i32) -> Both {
+    let mut fields: Vec<(&str, Both)> = vec![
+        ("title", Both::same(json!(format!("Film n°{version}")))),
+        ("version", Both::int32(version)),
+        ("views", Both::int64((1 << 40) + i64::from(version))),
+        ("rating", Both::double(version % 10)),
+        (
+            "tags",
+            Both::array(vec![Both::same(json!("a")), Both::int32(version)]),
+        ),
+        (
+            "meta",
+            Both::document(vec![
+                ("ok", Both::same(json!(version % 2 == 0))),
+                ("none", Both::same(Value::Null)),
+            ]),
+        ),
+    ];
+    for i in (1..fields.len()).rev() {
+        fields.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    fields.truncate(2 + rng.below(5) as usize);
+    fields.insert(0, ("_id", id.clone()));
+    Both::document(fields)
+}
+
+/// One change event as Atlas sends it (canonical Extended JSON).
+struct Change {
+    time: u32,
+    operation: &'static str,
+    event: Value,
+}
+
+/// The history of the collection and its final state by the documented rule.
+struct History {
+    changes: Vec<Change>,
+    /// Relaxed `documentKey` text -> (eventId, relaxed document text) of the state.
+    expected: BTreeMap<String, (String, String)>,
+}
+
+/// A compact, order-keeping text of a JSON value: how rows are compared.
+fn text(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON")
+}
+
+impl History {
+    fn generate(rng: &mut Rng, events: usize) -> History {
+        const DOCUMENTS: u32 = 24;
+        let mut changes = Vec::new();
+        // Per document: the state the lake can know (documented rule) and its version.
+        let mut known: BTreeMap<u32, Option<(String, Both)>> = BTreeMap::new();
+        let mut version = 0;
+        let (mut t, mut i) = (START, 1u32);
+        let mut txn_number = 0i64;
+        while changes.len() < events {
+            // A transaction: 2-4 changes sharing one clusterTime, often of one document.
+            let in_txn = rng.chance(15);
+            let ops = if in_txn { 2 + rng.below(3) } else { 1 };
+            if in_txn {
+                txn_number += 1;
+            }
+            let mut n = rng.below(u64::from(DOCUMENTS)) as u32;
+            for op_index in 0..ops {
+                if op_index > 0 && !rng.chance(60) {
+                    n = rng.below(u64::from(DOCUMENTS)) as u32;
+                }
+                version += 1;
+                let id = document_id(n);
+                let event_id = format!(
+                    "82{t:08X}{i:08X}2B022C{op_index:04X}296E5A10046B3F8A2C91D44E0FA7C25B9E13D08F4146645F69640004"
+                );
+                let mut event = json!({
+                    "_id": {"_data": event_id},
+                    "operationType": "",
+                    "clusterTime": {"$timestamp": {"t": t, "i": i}},
+                    "wallTime": {"$date": {"$numberLong": (u64::from(t) * 1000 + 7).to_string()}},
+                    "ns": {"db": DB, "coll": COLL},
+                    "documentKey": {"_id": id.canonical},
+                });
+                if in_txn {
+                    event["txnNumber"] = json!({"$numberLong": txn_number.to_string()});
+                    event["lsid"] = json!({"id": {"$binary": {"base64": base64_of(&uuid_bytes(9)), "subType": "04"}}});
+                }
+                let state = known.entry(n).or_insert(None);
+                let operation = match state.clone() {
+                    None => {
+                        let doc = document(rng, &id, version);
+                        event["fullDocument"] = doc.canonical.clone();
+                        *state = Some((event_id.clone(), doc));
+                        "insert"
+                    }
+                    Some((_, before)) => match rng.below(100) {
+                        0..=34 => {
+                            let doc = document(rng, &id, version);
+                            event["updateDescription"] = json!({
+                                "updatedFields": {"version": {"$numberInt": version.to_string()}},
+                                "removedFields": [], "truncatedArrays": []});
+                            event["fullDocument"] = doc.canonical.clone();
+                            *state = Some((event_id.clone(), doc));
+                            "update"
+                        }
+                        35..=54 => {
+                            // No state: "Full Document" off, or the lookup found nothing.
+                            event["updateDescription"] = json!({
+                                "updatedFields": {"version": {"$numberInt": version.to_string()}},
+                                "removedFields": ["rating"], "truncatedArrays": []});
+                            if rng.chance(50) {
+                                event["fullDocument"] = Value::Null;
+                            }
+                            "update"
+                        }
+                        55..=69 => {
+                            let doc = document(rng, &id, version);
+                            event["fullDocument"] = doc.canonical.clone();
+                            *state = Some((event_id.clone(), doc));
+                            "replace"
+                        }
+                        _ => {
+                            if rng.chance(50) {
+                                event["fullDocumentBeforeChange"] = before.canonical;
+                            }
+                            *state = None;
+                            "delete"
+                        }
+                    },
+                };
+                event["operationType"] = json!(operation);
+                changes.push(Change {
+                    time: t,
+                    operation,
+                    event,
+                });
+            }
+            let step = rng.below(90);
+            (t, i) = if step == 0 {
+                (t, i + 1)
+            } else {
+                (t + step as u32, 1)
+            };
+        }
+        let expected = known
+            .into_iter()
+            .filter_map(|(n, state)| {
+                let (event_id, doc) = state?;
+                let key = json!({"_id": document_id(n).relaxed});
+                Some((text(&key), (event_id, text(&doc.relaxed))))
+            })
+            .collect();
+        History { changes, expected }
+    }
+
+    /// Changes per operation type in one hour (the README's one-hour query).
+    fn counts_in_hour(&self, hour_start: u32) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for change in &self.changes {
+            if (hour_start..hour_start + 3600).contains(&change.time) {
+                *counts.entry(change.operation.to_owned()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery, compaction, the engine
+
+/// Posts `events` in shuffled batches of 1-20, each event once more now and then (the
+/// Atlas side delivers out of order and at least once).
+async fn deliver(handler: &Handler, rng: &mut Rng, changes: &[&Change]) {
+    let mut order: Vec<&Value> = changes.iter().map(|change| &change.event).collect();
+    for _ in 0..changes.len() / 10 {
+        order.push(&changes[rng.below(changes.len() as u64) as usize].event);
+    }
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    for batch in order.chunks(1 + rng.below(20) as usize) {
+        let body = serde_json::to_string(&batch).expect("JSON");
+        let response = handler.post_json(body).await;
+        let status = response.status();
+        let answer: Value = response.json().await.expect("JSON answer");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["skipped"], 0, "{answer}");
+    }
+}
+
+/// Stand-in for `handler compact` until it lands: each hour folder's change files not in
+/// a part yet, sorted by `eventId`, concatenated into the next part.
+fn compact(lake: &Path) {
+    let changes = lake.join("mongodb/changes").join(DB).join(COLL);
+    let hourly = lake.join("mongodb/changes-hourly").join(DB).join(COLL);
+    for hour in hour_folders(&changes) {
+        let relative = hour.strip_prefix(&changes).expect("under changes");
+        let target = hourly.join(relative);
+        std::fs::create_dir_all(&target).expect("hour folder");
+        let done: String = std::fs::read_dir(&target)
+            .expect("list")
+            .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("part"))
+            .collect();
+        let mut lines: Vec<(String, String)> = std::fs::read_dir(&hour)
+            .expect("list")
+            .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("file"))
+            .filter(|line| !done.contains(line.as_str()))
+            .map(|line| {
+                let record: Value = serde_json::from_str(&line).expect("record");
+                (
+                    record["eventId"].as_str().expect("eventId").to_owned(),
+                    line,
+                )
+            })
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        lines.sort();
+        let parts = std::fs::read_dir(&target).expect("list").count();
+        let names: Vec<String> = relative
+            .iter()
+            .map(|s| {
+                s.to_string_lossy()
+                    .split('=')
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        let stem = format!("events-{}{}{}-{}", names[0], names[1], names[2], names[3]);
+        let name = match parts {
+            0 => format!("{stem}.jsonl"),
+            n => format!("{stem}-{}.jsonl", n + 1),
+        };
+        let body: String = lines.into_iter().map(|(_, line)| line).collect();
+        std::fs::write(target.join(name), body).expect("part written");
+    }
+}
+
+fn hour_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("list").flatten() {
+        let path = entry.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("hour="))
+        {
+            found.push(path);
+        } else if path.is_dir() {
+            found.extend(hour_folders(&path));
+        }
+    }
+    found
+}
+
+/// Runs `sql` in DuckDB (tests/python/query_duckdb.py) and returns the last statement's rows.
+fn duckdb(sql: &str) -> Vec<Value> {
+    let mut child = Command::new(python::python())
+        .arg(python::script("query_duckdb.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("SQL sent");
+    let output = child.wait_with_output().expect("python ends");
+    assert!(
+        output.status.success(),
+        "DuckDB failed on:\n{sql}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON row"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The README's blocks
+
+/// The fenced block after `<!-- duckdb: NAME -->` in README.md, its lake folder (`lake/`)
+/// replaced by `lake`.
+fn readme_block(name: &str, lake: &Path) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let marker = format!("<!-- {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```sql\n")
+        .and_then(|rest| rest.split_once("\n```"))
+        .unwrap_or_else(|| panic!("no ```sql block right after {marker}"))
+        .0;
+    block.replace("'lake/", &format!("'{}/", lake.display()))
+}
+
+/// The README's current-state view over the README's view of `source`, as DuckDB
+/// returns it: relaxed `documentKey` text -> (eventId, document text).
+fn current_state(source: &str, lake: &Path) -> BTreeMap<String, (String, String)> {
+    let view = readme_block(&format!("duckdb: {source}"), lake);
+    assert!(
+        view.contains(&lake.display().to_string()),
+        "{source} reads the lake"
+    );
+    let sql = format!(
+        "{view}\n{}\nSELECT documentKey, eventId, data FROM movies_current;",
+        readme_block("duckdb: current-state", lake)
+    );
+    let mut state = BTreeMap::new();
+    for row in duckdb(&sql) {
+        let parse = |name: &str| -> Value {
+            serde_json::from_str(row[name].as_str().expect("text")).expect("JSON text")
+        };
+        let key = text(&parse("documentKey"));
+        let value = (
+            row["eventId"].as_str().expect("eventId").to_owned(),
+            text(&parse("data")),
+        );
+        assert!(
+            state.insert(key, value).is_none(),
+            "one row per document: {row}"
+        );
+    }
+    state
+}
+
+/// Keys whose state differs, for a readable failure.
+fn differences(
+    expected: &BTreeMap<String, (String, String)>,
+    actual: &BTreeMap<String, (String, String)>,
+) -> Vec<String> {
+    let mut keys: Vec<&String> = expected.keys().chain(actual.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|key| expected.get(*key) != actual.get(*key))
+        .map(|key| {
+            format!(
+                "{key}: expected {:?}, got {:?}",
+                expected.get(key),
+                actual.get(key)
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_current_state_is_the_collections_final_state_from_every_tree() {
+    let seed = std::env::var("QUERY_RECIPES_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+        });
+    eprintln!("QUERY_RECIPES_SEED={seed}");
+    let mut rng = Rng(seed);
+    let history = History::generate(&mut rng, 400);
+    assert!(history.expected.len() > 3, "a few documents survive");
+
+    let lake = tempfile::tempdir().expect("lake");
+    let handler = Handler::start(lake.path(), &[("LOCAL_LAKE_FSYNC", "false")]);
+    // Part of the README's hour arrives after that hour was compacted (a late part).
+    let (late, on_time): (Vec<&Change>, Vec<&Change>) = history
+        .changes
+        .iter()
+        .partition(|c| (README_HOUR..README_HOUR + 3600).contains(&c.time) && rng.chance(30));
+    deliver(&handler, &mut rng, &on_time).await;
+    compact(lake.path());
+    deliver(&handler, &mut rng, &late).await;
+    deliver(&handler, &mut rng, &on_time[..on_time.len() / 5]).await;
+    compact(lake.path());
+
+    for source in ["change-files", "changes-hourly-jsonl"] {
+        let actual = current_state(source, lake.path());
+        let wrong = differences(&history.expected, &actual);
+        assert!(
+            wrong.is_empty(),
+            "{source}: {} of {} documents wrong (seed {seed}):\n{}",
+            wrong.len(),
+            history.expected.len(),
+            wrong.join("\n")
+        );
+    }
+    let counts: BTreeMap<String, u64> = duckdb(&format!(
+        "{}\n{}",
+        readme_block("duckdb: changes-hourly-jsonl", lake.path()),
+        readme_block("duckdb: one-hour", lake.path())
+    ))
+    .into_iter()
+    .map(|row| {
+        (
+            row["operationType"].as_str().expect("type").to_owned(),
+            row["changes"].as_u64().expect("count"),
+        )
+    })
+    .collect();
+    assert_eq!(counts, history.counts_in_hour(README_HOUR), "seed {seed}");
+}
