@@ -412,10 +412,11 @@ fn hour_folders(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Runs `sql` in DuckDB (tests/python/query_duckdb.py) and returns the last statement's rows.
-fn duckdb(sql: &str) -> Vec<Value> {
+/// Runs a script of `tests/python/` with `input` on its standard input and returns the
+/// JSON rows it prints, one a line.
+fn run_python(script: &str, input: &str) -> Vec<Value> {
     let mut child = Command::new(python::python())
-        .arg(python::script("query_duckdb.py"))
+        .arg(python::script(script))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -425,12 +426,12 @@ fn duckdb(sql: &str) -> Vec<Value> {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(sql.as_bytes())
-        .expect("SQL sent");
+        .write_all(input.as_bytes())
+        .expect("input sent");
     let output = child.wait_with_output().expect("python ends");
     assert!(
         output.status.success(),
-        "DuckDB failed on:\n{sql}\n{}",
+        "{script} failed on:\n{input}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout)
@@ -440,12 +441,16 @@ fn duckdb(sql: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `sql` in DuckDB and returns the last statement's rows.
+fn duckdb(sql: &str) -> Vec<Value> {
+    run_python("query_duckdb.py", sql)
+}
+
 // ---------------------------------------------------------------------------------------
 // The README's blocks
 
-/// The fenced block after `<!-- duckdb: NAME -->` in README.md, its lake folder (`lake/`)
-/// replaced by `lake`.
-fn readme_block(name: &str, lake: &Path) -> String {
+/// The fenced block right after `<!-- NAME -->` in README.md.
+fn readme_block(name: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
     let marker = format!("<!-- {name} -->");
@@ -453,29 +458,33 @@ fn readme_block(name: &str, lake: &Path) -> String {
         .split_once(&marker)
         .unwrap_or_else(|| panic!("README.md has no {marker}"))
         .1;
-    let block = after
+    after
         .trim_start()
-        .strip_prefix("```sql\n")
-        .and_then(|rest| rest.split_once("\n```"))
-        .unwrap_or_else(|| panic!("no ```sql block right after {marker}"))
-        .0;
-    block.replace("'lake/", &format!("'{}/", lake.display()))
+        .strip_prefix("```")
+        .and_then(|rest| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .unwrap_or_else(|| panic!("no fenced block right after {marker}"))
+        .0
+        .to_owned()
 }
 
-/// The README's current-state view over the README's view of `source`, as DuckDB
-/// returns it: relaxed `documentKey` text -> (eventId, document text).
-fn current_state(source: &str, lake: &Path) -> BTreeMap<String, (String, String)> {
-    let view = readme_block(&format!("duckdb: {source}"), lake);
-    assert!(
-        view.contains(&lake.display().to_string()),
-        "{source} reads the lake"
-    );
-    let sql = format!(
-        "{view}\n{}\nSELECT documentKey, eventId, data FROM movies_current;",
-        readme_block("duckdb: current-state", lake)
-    );
+/// A README block with its lake location `from` replaced by `to`.
+fn pointed_at(block: &str, from: &str, to: &str) -> String {
+    assert!(block.contains(from), "the block reads {from}:\n{block}");
+    block.replace(from, to)
+}
+
+/// A README DuckDB view of the records (`source`), reading `lake` instead of `./lake`.
+fn duckdb_source(source: &str, lake: &Path) -> String {
+    let block = readme_block(&format!("duckdb: {source}"));
+    pointed_at(&block, "'lake/", &format!("'{}/", lake.display()))
+}
+
+/// Engine rows (`documentKey`, `eventId`, `data`) as a state: relaxed `documentKey`
+/// text -> (eventId, document text), both compacted and order-keeping.
+fn state_of(rows: Vec<Value>) -> BTreeMap<String, (String, String)> {
     let mut state = BTreeMap::new();
-    for row in duckdb(&sql) {
+    for row in rows {
         let parse = |name: &str| -> Value {
             serde_json::from_str(row[name].as_str().expect("text")).expect("JSON text")
         };
@@ -492,15 +501,27 @@ fn current_state(source: &str, lake: &Path) -> BTreeMap<String, (String, String)
     state
 }
 
-/// Keys whose state differs, for a readable failure.
-fn differences(
+/// The README's current-state view over the README's view of `source`, run by DuckDB.
+fn duckdb_current_state(source: &str, lake: &Path) -> BTreeMap<String, (String, String)> {
+    state_of(duckdb(&format!(
+        "{}\n{}\nSELECT documentKey, eventId, data FROM movies_current;",
+        duckdb_source(source, lake),
+        readme_block("duckdb: current-state")
+    )))
+}
+
+/// Fails, listing the documents whose state differs, unless `actual` is `expected`.
+fn assert_state(
+    source: &str,
+    seed: u64,
     expected: &BTreeMap<String, (String, String)>,
     actual: &BTreeMap<String, (String, String)>,
-) -> Vec<String> {
+) {
     let mut keys: Vec<&String> = expected.keys().chain(actual.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
+    let wrong: Vec<String> = keys
+        .into_iter()
         .filter(|key| expected.get(*key) != actual.get(*key))
         .map(|key| {
             format!(
@@ -509,11 +530,22 @@ fn differences(
                 actual.get(key)
             )
         })
-        .collect()
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{source}: {} of {} documents wrong (QUERY_RECIPES_SEED={seed}):\n{}",
+        wrong.len(),
+        expected.len(),
+        wrong.join("\n")
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_current_state_is_the_collections_final_state_from_every_tree() {
+// ---------------------------------------------------------------------------------------
+// The tests
+
+/// A lake the real handler wrote from a random history, compacted twice (part of the
+/// README's hour arrives in between: a late part), with some events redelivered after.
+async fn written_lake() -> (tempfile::TempDir, History, u64) {
     let seed = std::env::var("QUERY_RECIPES_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -530,7 +562,6 @@ async fn readme_current_state_is_the_collections_final_state_from_every_tree() {
 
     let lake = tempfile::tempdir().expect("lake");
     let handler = Handler::start(lake.path(), &[("LOCAL_LAKE_FSYNC", "false")]);
-    // Part of the README's hour arrives after that hour was compacted (a late part).
     let (late, on_time): (Vec<&Change>, Vec<&Change>) = history
         .changes
         .iter()
@@ -540,22 +571,20 @@ async fn readme_current_state_is_the_collections_final_state_from_every_tree() {
     deliver(&handler, &mut rng, &late).await;
     deliver(&handler, &mut rng, &on_time[..on_time.len() / 5]).await;
     compact(lake.path());
+    (lake, history, seed)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_runs_the_readme_recipes_to_the_collections_final_state() {
+    let (lake, history, seed) = written_lake().await;
     for source in ["change-files", "changes-hourly-jsonl"] {
-        let actual = current_state(source, lake.path());
-        let wrong = differences(&history.expected, &actual);
-        assert!(
-            wrong.is_empty(),
-            "{source}: {} of {} documents wrong (seed {seed}):\n{}",
-            wrong.len(),
-            history.expected.len(),
-            wrong.join("\n")
-        );
+        let actual = duckdb_current_state(source, lake.path());
+        assert_state(source, seed, &history.expected, &actual);
     }
     let counts: BTreeMap<String, u64> = duckdb(&format!(
         "{}\n{}",
-        readme_block("duckdb: changes-hourly-jsonl", lake.path()),
-        readme_block("duckdb: one-hour", lake.path())
+        duckdb_source("changes-hourly-jsonl", lake.path()),
+        readme_block("duckdb: one-hour")
     ))
     .into_iter()
     .map(|row| {
@@ -566,4 +595,27 @@ async fn readme_current_state_is_the_collections_final_state_from_every_tree() {
     })
     .collect();
     assert_eq!(counts, history.counts_in_hour(README_HOUR), "seed {seed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyspark_runs_the_readme_recipe_to_the_collections_final_state() {
+    let java = Command::new("java").arg("-version").output();
+    assert!(
+        java.is_ok_and(|output| output.status.success()),
+        "java does not run: the PySpark recipe needs Java 17 or newer (Debian: apt-get install \
+         openjdk-17-jre-headless); this test never skips"
+    );
+    let (lake, history, seed) = written_lake().await;
+    let cell = pointed_at(
+        &readme_block("pyspark: current-state"),
+        "abfss://mongodb@<account>.dfs.core.windows.net/",
+        &format!("{}/mongodb/", lake.path().display()),
+    );
+    let actual = state_of(run_python("query_spark.py", &cell));
+    assert_state(
+        "PySpark, hourly JSON lines",
+        seed,
+        &history.expected,
+        &actual,
+    );
 }
