@@ -8,7 +8,8 @@
 //! several changes of one document inside a transaction (one `clusterTime`), `_id`s of
 //! several BSON types. It is delivered out of order, with redeliveries, and part of one
 //! hour arrives after that hour was compacted (a late part). The expected state is
-//! computed here by the documented rule, independently of the SQL.
+//! computed here by the documented rule, independently of the SQL, in both record
+//! encodings. The PySpark recipe runs the same way in Spark's local mode.
 
 mod support;
 
@@ -196,8 +197,32 @@ struct Change {
 /// The history of the collection and its final state by the documented rule.
 struct History {
     changes: Vec<Change>,
-    /// Relaxed `documentKey` text -> (eventId, relaxed document text) of the state.
-    expected: BTreeMap<String, (String, String)>,
+    /// The documents that exist at the end: `_id` number, eventId and document of the
+    /// record that set the state.
+    survivors: Vec<(u32, String, Both)>,
+}
+
+/// `RECORD_ENCODING`: which form of a [`Both`] the lake holds.
+#[derive(Clone, Copy, Debug)]
+enum Encoding {
+    Relaxed,
+    Canonical,
+}
+
+impl Encoding {
+    fn setting(self) -> &'static str {
+        match self {
+            Encoding::Relaxed => "relaxed",
+            Encoding::Canonical => "canonical",
+        }
+    }
+
+    fn pick(self, value: &Both) -> &Value {
+        match self {
+            Encoding::Relaxed => &value.relaxed,
+            Encoding::Canonical => &value.canonical,
+        }
+    }
 }
 
 /// A compact, order-keeping text of a JSON value: how rows are compared.
@@ -300,15 +325,23 @@ impl History {
                 (t + step as u32, 1)
             };
         }
-        let expected = known
+        let survivors = known
             .into_iter()
-            .filter_map(|(n, state)| {
-                let (event_id, doc) = state?;
-                let key = json!({"_id": document_id(n).relaxed});
-                Some((text(&key), (event_id, text(&doc.relaxed))))
-            })
+            .filter_map(|(n, state)| state.map(|(event_id, doc)| (n, event_id, doc)))
             .collect();
-        History { changes, expected }
+        History { changes, survivors }
+    }
+
+    /// The final state as the lake writes it: `documentKey` text -> (eventId, document
+    /// text).
+    fn expected(&self, encoding: Encoding) -> BTreeMap<String, (String, String)> {
+        self.survivors
+            .iter()
+            .map(|(n, event_id, doc)| {
+                let key = json!({"_id": encoding.pick(&document_id(*n))});
+                (text(&key), (event_id.clone(), text(encoding.pick(doc))))
+            })
+            .collect()
     }
 
     /// Changes per operation type in one hour (the README's one-hour query).
@@ -545,7 +578,7 @@ fn assert_state(
 
 /// A lake the real handler wrote from a random history, compacted twice (part of the
 /// README's hour arrives in between: a late part), with some events redelivered after.
-async fn written_lake() -> (tempfile::TempDir, History, u64) {
+async fn written_lake(encoding: Encoding) -> (tempfile::TempDir, History, u64) {
     let seed = std::env::var("QUERY_RECIPES_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -558,10 +591,16 @@ async fn written_lake() -> (tempfile::TempDir, History, u64) {
     eprintln!("QUERY_RECIPES_SEED={seed}");
     let mut rng = Rng(seed);
     let history = History::generate(&mut rng, 400);
-    assert!(history.expected.len() > 3, "a few documents survive");
+    assert!(history.survivors.len() > 3, "a few documents survive");
 
     let lake = tempfile::tempdir().expect("lake");
-    let handler = Handler::start(lake.path(), &[("LOCAL_LAKE_FSYNC", "false")]);
+    let handler = Handler::start(
+        lake.path(),
+        &[
+            ("LOCAL_LAKE_FSYNC", "false"),
+            ("RECORD_ENCODING", encoding.setting()),
+        ],
+    );
     let (late, on_time): (Vec<&Change>, Vec<&Change>) = history
         .changes
         .iter()
@@ -576,14 +615,28 @@ async fn written_lake() -> (tempfile::TempDir, History, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_runs_the_readme_recipes_to_the_collections_final_state() {
-    let (lake, history, seed) = written_lake().await;
-    for source in ["change-files", "changes-hourly-jsonl"] {
-        let actual = duckdb_current_state(source, lake.path());
-        assert_state(source, seed, &history.expected, &actual);
+    for encoding in [Encoding::Canonical, Encoding::Relaxed] {
+        let (lake, history, seed) = written_lake(encoding).await;
+        for source in ["change-files", "changes-hourly-jsonl"] {
+            let actual = duckdb_current_state(source, lake.path());
+            let what = format!("{source}, {encoding:?}");
+            assert_state(&what, seed, &history.expected(encoding), &actual);
+        }
+        if let Encoding::Relaxed = encoding {
+            assert_eq!(
+                one_hour(lake.path()),
+                history.counts_in_hour(README_HOUR),
+                "seed {seed}"
+            );
+        }
     }
-    let counts: BTreeMap<String, u64> = duckdb(&format!(
+}
+
+/// The README's one-hour query: changes per operation type.
+fn one_hour(lake: &Path) -> BTreeMap<String, u64> {
+    duckdb(&format!(
         "{}\n{}",
-        duckdb_source("changes-hourly-jsonl", lake.path()),
+        duckdb_source("changes-hourly-jsonl", lake),
         readme_block("duckdb: one-hour")
     ))
     .into_iter()
@@ -593,8 +646,7 @@ async fn duckdb_runs_the_readme_recipes_to_the_collections_final_state() {
             row["changes"].as_u64().expect("count"),
         )
     })
-    .collect();
-    assert_eq!(counts, history.counts_in_hour(README_HOUR), "seed {seed}");
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,7 +657,7 @@ async fn pyspark_runs_the_readme_recipe_to_the_collections_final_state() {
         "java does not run: the PySpark recipe needs Java 17 or newer (Debian: apt-get install \
          openjdk-17-jre-headless); this test never skips"
     );
-    let (lake, history, seed) = written_lake().await;
+    let (lake, history, seed) = written_lake(Encoding::Relaxed).await;
     let cell = pointed_at(
         &readme_block("pyspark: current-state"),
         "abfss://mongodb@<account>.dfs.core.windows.net/",
@@ -615,7 +667,7 @@ async fn pyspark_runs_the_readme_recipe_to_the_collections_final_state() {
     assert_state(
         "PySpark, hourly JSON lines",
         seed,
-        &history.expected,
+        &history.expected(Encoding::Relaxed),
         &actual,
     );
 }
