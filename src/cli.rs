@@ -1,31 +1,54 @@
 //! The command line: no argument serves (how the Functions host starts the handler);
-//! `--help` and `--version` print and exit without touching a port or the lake.
-//! Hand-rolled: three forms do not need a parser crate.
+//! `compact` runs one compaction pass and exits; `--help` and `--version` print and exit
+//! without touching a port or the lake. Hand-rolled: four forms do not need a parser crate.
 
 use std::ffi::OsString;
 
+use crate::compact::PassScope;
 use crate::configuration::{
     settings_help, DEFAULT_CONTAINER, DEFAULT_DIRECTORY, DEFAULT_LAKE_DIR, DEFAULT_PORT,
 };
-use crate::domain::DEFAULT_TEMPLATE;
-use crate::routes::INGEST_PATH;
+use crate::domain::{EventHour, HourError, DEFAULT_TEMPLATE};
+use crate::routes::{COMPACT_PATH, INGEST_PATH};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Run the server (configured by environment variables).
     Serve,
+    /// Run one compaction pass over these hours, print its summary and exit.
+    Compact(PassScope),
     /// Print this text to standard output and exit successfully.
     Print(String),
 }
 
-/// An argument the handler does not know.
+/// Arguments the handler cannot run with; the message says which and why.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown argument {0:?}; see --help")]
-pub struct UnknownArgument(pub String);
+pub enum ArgumentError {
+    #[error("unknown argument {0:?}; see --help")]
+    Unknown(String),
+    #[error("{0} needs an hour (YYYY-MM-DDTHH, UTC); see --help")]
+    MissingHour(&'static str),
+    #[error("{flag}: {problem}")]
+    BadHour {
+        flag: &'static str,
+        problem: HourError,
+    },
+    #[error("{0} is given twice; see --help")]
+    Repeated(&'static str),
+    #[error("--hour and --from/--to cannot be combined; see --help")]
+    HourAndRange,
+    #[error("{given} needs {missing} too; see --help")]
+    HalfRange {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("--to {to} is before --from {from}")]
+    ReversedRange { from: EventHour, to: EventHour },
+}
 
 /// Reads the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UnknownArgument> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ArgumentError> {
     let mut args = args.into_iter();
     let Some(first) = args.next() else {
         return Ok(Command::Serve);
@@ -33,11 +56,58 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Unknow
     let command = match first.to_str() {
         Some("-h" | "--help") => Command::Print(usage()),
         Some("-V" | "--version") => Command::Print(version()),
-        _ => return Err(UnknownArgument(first.to_string_lossy().into_owned())),
+        Some("compact") => return compact_scope(args).map(Command::Compact),
+        _ => return Err(unknown(first)),
     };
     match args.next() {
         None => Ok(command),
-        Some(extra) => Err(UnknownArgument(extra.to_string_lossy().into_owned())),
+        Some(extra) => Err(unknown(extra)),
+    }
+}
+
+fn unknown(argument: OsString) -> ArgumentError {
+    ArgumentError::Unknown(argument.to_string_lossy().into_owned())
+}
+
+/// `compact [--hour H | --from H --to H]`: no hours is the timer's pass (closed hours
+/// not compacted yet); given hours are compacted whether closed or not.
+fn compact_scope(args: impl Iterator<Item = OsString>) -> Result<PassScope, ArgumentError> {
+    let (mut hour, mut from, mut to) = (None, None, None);
+    let mut args = args.peekable();
+    while let Some(argument) = args.next() {
+        let (flag, slot) = match argument.to_str() {
+            Some("--hour") => ("--hour", &mut hour),
+            Some("--from") => ("--from", &mut from),
+            Some("--to") => ("--to", &mut to),
+            _ => return Err(unknown(argument)),
+        };
+        if slot.is_some() {
+            return Err(ArgumentError::Repeated(flag));
+        }
+        let value = args.next().ok_or(ArgumentError::MissingHour(flag))?;
+        let value = value.to_string_lossy();
+        let parsed = value
+            .parse::<EventHour>()
+            .map_err(|problem| ArgumentError::BadHour { flag, problem })?;
+        *slot = Some(parsed);
+    }
+    match (hour, from, to) {
+        (None, None, None) => Ok(PassScope::Due),
+        (Some(hour), None, None) => Ok(PassScope::Hours {
+            first: hour,
+            last: hour,
+        }),
+        (Some(_), _, _) => Err(ArgumentError::HourAndRange),
+        (None, Some(_), None) => Err(ArgumentError::HalfRange {
+            given: "--from",
+            missing: "--to",
+        }),
+        (None, None, Some(_)) => Err(ArgumentError::HalfRange {
+            given: "--to",
+            missing: "--from",
+        }),
+        (None, Some(from), Some(to)) if to < from => Err(ArgumentError::ReversedRange { from, to }),
+        (None, Some(first), Some(last)) => Ok(PassScope::Hours { first, last }),
     }
 }
 
@@ -60,13 +130,20 @@ or to Azure Data Lake Storage Gen2.
 
 Usage:
   handler              serve until SIGTERM or Ctrl-C (settings below)
+  handler compact      run one compaction pass over the closed hours not yet
+                       compacted, print its summary (one JSON line) and exit
+  handler compact --hour 2024-06-16T10
+  handler compact --from 2024-06-16T00 --to 2024-06-16T23
+                       compact these hours (UTC, both ends included), closed
+                       or not; safe beside the timer function
   handler --help, -h   print this help
   handler --version, -V
                        print the version
 
 How it runs:
   Under the Functions host (`func start`, or on Azure): the host starts it with
-  FUNCTIONS_CUSTOMHANDLER_PORT set and forwards POST {INGEST_PATH} to it.
+  FUNCTIONS_CUSTOMHANDLER_PORT set and forwards POST {INGEST_PATH} to it; the
+  compact timer function (COMPACT_SCHEDULE) arrives as POST {COMPACT_PATH}.
   Locally (`cargo run --release`, no settings): it serves
     http://127.0.0.1:{DEFAULT_PORT}{INGEST_PATH}
   and writes files under
@@ -75,7 +152,9 @@ How it runs:
 
 Settings are environment variables (Azure app settings are environment variables).
 Empty counts as unset. Anything invalid or contradictory stops start-up with one
-message naming the setting (exit code 2).
+message naming the setting (exit code 2). `handler compact` exits 0 after a pass,
+1 with one message on stderr if the pass failed (logs go to stderr, the summary
+to stdout).
 
 {settings}",
         version = env!("CARGO_PKG_VERSION"),
@@ -89,8 +168,12 @@ mod tests {
     use super::*;
     use crate::configuration::SETTINGS;
 
-    fn parse_strs(args: &[&str]) -> Result<Command, UnknownArgument> {
+    fn parse_strs(args: &[&str]) -> Result<Command, ArgumentError> {
         parse(args.iter().map(OsString::from))
+    }
+
+    fn hour(text: &str) -> EventHour {
+        text.parse().expect("an hour")
     }
 
     #[test]
@@ -116,7 +199,82 @@ mod tests {
         assert_eq!(error.to_string(), "unknown argument \"--port\"; see --help");
         assert_eq!(
             parse_strs(&["--help", "extra"]),
-            Err(UnknownArgument("extra".into()))
+            Err(ArgumentError::Unknown("extra".into()))
+        );
+    }
+
+    #[test]
+    fn compact_takes_no_hours_one_hour_or_a_range() {
+        assert_eq!(
+            parse_strs(&["compact"]),
+            Ok(Command::Compact(PassScope::Due))
+        );
+        let h = hour("2024-06-16T10");
+        assert_eq!(
+            parse_strs(&["compact", "--hour", "2024-06-16T10"]),
+            Ok(Command::Compact(PassScope::Hours { first: h, last: h }))
+        );
+        let range = PassScope::Hours {
+            first: hour("2024-06-16T10"),
+            last: hour("2024-06-17T02"),
+        };
+        for args in [
+            [
+                "compact",
+                "--from",
+                "2024-06-16T10",
+                "--to",
+                "2024-06-17T02",
+            ],
+            [
+                "compact",
+                "--to",
+                "2024-06-17T02",
+                "--from",
+                "2024-06-16T10",
+            ],
+        ] {
+            assert_eq!(parse_strs(&args), Ok(Command::Compact(range.clone())));
+        }
+    }
+
+    #[test]
+    fn compact_refuses_incomplete_reversed_or_mixed_hours() {
+        let error = |args: &[&str]| {
+            let mut all = vec!["compact"];
+            all.extend_from_slice(args);
+            parse_strs(&all).expect_err("refused").to_string()
+        };
+        assert_eq!(
+            error(&["--from", "2024-06-16T10"]),
+            "--from needs --to too; see --help"
+        );
+        assert_eq!(
+            error(&["--to", "2024-06-16T10"]),
+            "--to needs --from too; see --help"
+        );
+        assert_eq!(
+            error(&["--from", "2024-06-16T10", "--to", "2024-06-16T09"]),
+            "--to 2024-06-16T09 is before --from 2024-06-16T10"
+        );
+        assert_eq!(
+            error(&["--hour", "2024-06-16T10", "--from", "2024-06-16T10"]),
+            "--hour and --from/--to cannot be combined; see --help"
+        );
+        assert_eq!(
+            error(&["--hour"]),
+            "--hour needs an hour (YYYY-MM-DDTHH, UTC); see --help"
+        );
+        assert_eq!(
+            error(&["--hour", "2024-06-16T10", "--hour", "2024-06-16T11"]),
+            "--hour is given twice; see --help"
+        );
+        assert!(error(&["--hour", "2024-06-16 10"])
+            .starts_with("--hour: \"2024-06-16 10\" is not an hour"));
+        assert!(error(&["--hour", "2024-02-30T10"]).contains("is not an hour"));
+        assert_eq!(
+            error(&["--verbose"]),
+            "unknown argument \"--verbose\"; see --help"
         );
     }
 
@@ -129,6 +287,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("FUNCTIONS_CUSTOMHANDLER_PORT set"), "{text}");
+        assert!(
+            text.contains("handler compact --hour 2024-06-16T10"),
+            "{text}"
+        );
+        assert!(text.contains("POST /compact"), "{text}");
         for setting in SETTINGS {
             assert!(text.contains(setting.name), "{}", setting.name);
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::json;
 
+use crate::compact::CompactError;
 use crate::signature::SignatureError;
 use crate::sink::SinkError;
 
@@ -159,9 +160,56 @@ impl From<&IngestError> for Reply {
     }
 }
 
+/// Why a compaction pass (the `/compact` function, or `handler compact`) did not finish.
+/// Its text never holds a record's path (paths hold `_id`s): it goes to the host's logs.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactFailure {
+    #[error("compaction pass failed: {}", without_paths(.0))]
+    Pass(#[from] CompactError),
+    /// SIGTERM arrived during the pass; what it finished stays done.
+    #[error("compaction pass stopped: the handler is shutting down; the next pass continues")]
+    ShuttingDown,
+}
+
+impl CompactFailure {
+    /// The timer invocation's status: any failure is 500, which the host counts as a
+    /// failed invocation (it reads the body of a 2xx only). The timer does not retry; its
+    /// next tick runs a new pass, which picks up where this one stopped.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// A compaction error without the record paths a storage error names.
+fn without_paths(error: &CompactError) -> String {
+    match error {
+        CompactError::Storage(source) => format!("storage: {}", source.cause()),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_failures_are_500_and_name_no_record_path() {
+        let failure = CompactFailure::from(CompactError::Storage(SinkError::Storage {
+            operation: "listing",
+            path: "changes/shop/orders/year=2024/7b2269".into(),
+            detail: "403 AuthorizationPermissionMismatch".into(),
+            retryable: false,
+        }));
+        assert_eq!(failure.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            failure.to_string(),
+            "compaction pass failed: storage: listing: 403 AuthorizationPermissionMismatch"
+        );
+        assert_eq!(
+            CompactFailure::ShuttingDown.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 
     #[test]
     fn storage_failures_are_retryable() {

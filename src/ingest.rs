@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::blocking::run_sized;
+use crate::compact::{LateMarkers, MarkerCandidate};
 use crate::domain::extjson::{split_events, BodyError, Framing};
 use crate::domain::{ChangeEvent, Encoding, EventError, PathLayout, Record};
 use crate::error::IngestError;
@@ -31,6 +32,8 @@ pub struct Summary {
 #[derive(Debug)]
 struct Prepared {
     files: Vec<LakeFile>,
+    /// Late markers the files may need once stored (compaction; usually none).
+    markers: Vec<MarkerCandidate>,
     events: usize,
     skipped: usize,
 }
@@ -40,6 +43,7 @@ pub struct Ingestor {
     sink: Arc<dyn Sink>,
     layout: PathLayout,
     encoding: Encoding,
+    late_markers: Option<LateMarkers>,
 }
 
 impl Ingestor {
@@ -48,7 +52,15 @@ impl Ingestor {
             sink,
             layout,
             encoding,
+            late_markers: None,
         }
+    }
+
+    /// Writes compaction's late markers for records of hours a pass may have listed
+    /// already (docs/decisions.md, "Never lost").
+    pub fn with_late_markers(mut self, markers: LateMarkers) -> Ingestor {
+        self.late_markers = Some(markers);
+        self
     }
 
     pub fn sink(&self) -> &dyn Sink {
@@ -102,13 +114,46 @@ impl Ingestor {
                 }
             }
         }
-        match first_error {
+        if let Some(first) = first_error {
+            return Err(IngestError::Storage {
+                failed,
+                records,
+                first,
+            });
+        }
+        self.store_late_markers(prepared.markers, records).await?;
+        Ok(summary)
+    }
+
+    /// After every record is stored (the clock is read now, so each file was visible
+    /// before it): the markers whose time has come. A failure is a storage failure: the
+    /// retry finds the records present and writes the markers.
+    async fn store_late_markers(
+        &self,
+        candidates: Vec<MarkerCandidate>,
+        records: usize,
+    ) -> Result<(), IngestError> {
+        let now = std::time::SystemTime::now();
+        let markers: Vec<LakeFile> = candidates
+            .into_iter()
+            .filter(|candidate| candidate.is_due(now))
+            .map(|candidate| LakeFile {
+                path: candidate.path,
+                contents: Vec::new(),
+            })
+            .collect();
+        if markers.is_empty() {
+            return Ok(());
+        }
+        let outcomes = self.sink.store_all(markers).await;
+        let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
+        match outcomes.into_iter().find_map(Result::err) {
             Some(first) => Err(IngestError::Storage {
                 failed,
                 records,
                 first,
             }),
-            None => Ok(summary),
+            None => Ok(()),
         }
     }
 
@@ -117,7 +162,9 @@ impl Ingestor {
     /// files made so far.
     fn prepare(&self, body: &[u8], framing: Framing) -> Result<Prepared, IngestError> {
         let events = split_events(body, framing).map_err(IngestError::from)?;
+        let now = std::time::SystemTime::now();
         let mut prepared = Prepared {
+            markers: Vec::new(),
             files: Vec::with_capacity(events.texts.len()),
             events: events.texts.len(),
             skipped: 0,
@@ -130,8 +177,14 @@ impl Ingestor {
             match ChangeEvent::parse(text).map_err(refused)? {
                 ChangeEvent::Data(change) => {
                     let record = Record::try_from(*change).map_err(refused)?;
+                    let path = self.layout.path_for(&record);
+                    if let Some(markers) = &self.late_markers {
+                        prepared
+                            .markers
+                            .extend(markers.candidate(&record, &path, now));
+                    }
                     prepared.files.push(LakeFile {
-                        path: self.layout.path_for(&record),
+                        path,
                         contents: record.to_json_line(self.encoding).map_err(refused)?,
                     });
                 }

@@ -1,16 +1,27 @@
-//! The Azure Functions custom handler: arguments, configuration, telemetry, serve, shutdown.
+//! The Azure Functions custom handler: arguments, configuration, telemetry, serve, shutdown;
+//! or one compaction pass (`handler compact`).
 
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
 use mongo_lake_ingest::cli::{self, Command};
+use mongo_lake_ingest::compact::PassScope;
 use mongo_lake_ingest::configuration::Settings;
-use mongo_lake_ingest::startup::{shutdown_signal, tune_process, Application};
-use mongo_lake_ingest::telemetry;
+use mongo_lake_ingest::startup::{compact_once, shutdown_signal, tune_process, Application};
+use mongo_lake_ingest::telemetry::{self, Output};
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Serve) => serve(),
+        // Before any thread exists (allocator arenas, open-file limit).
+        Ok(Command::Serve) => {
+            tune_process();
+            block_on(run())
+        }
+        Ok(Command::Compact(scope)) => {
+            tune_process();
+            block_on(compact(scope))
+        }
         Ok(Command::Print(text)) => {
             // A closed pipe (`handler --help | head`) is not an error worth a panic.
             let _ = std::io::stdout().write_all(text.as_bytes());
@@ -23,13 +34,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve() -> ExitCode {
-    // Before any thread exists (allocator arenas, open-file limit).
-    tune_process();
+fn block_on(work: impl Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => {
-            let code = runtime.block_on(run());
-            // `run` bounded the shutdown already; do not wait again for abandoned work.
+            let code = runtime.block_on(work);
+            // `run` bounded the shutdown already, and a finished pass left nothing to wait
+            // for: do not wait again for abandoned work.
             runtime.shutdown_background();
             code
         }
@@ -75,6 +85,35 @@ async fn run() -> ExitCode {
         }
         Err(error) => {
             tracing::error!(%error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One pass: logs on stderr, the summary as one JSON line on stdout; exit 0, or 1 with one
+/// `handler compact: <why>` line (2 for settings, as when serving).
+async fn compact(scope: PassScope) -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("handler compact: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_on(Output::Stderr, settings.log_format, &settings.log_filter);
+    match compact_once(&settings, scope).await {
+        Ok(summary) => match serde_json::to_string(&summary) {
+            Ok(line) => {
+                let _ = writeln!(std::io::stdout(), "{line}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("handler compact: cannot write the summary: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("handler compact: {error}");
             ExitCode::FAILURE
         }
     }

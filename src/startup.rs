@@ -1,17 +1,21 @@
-//! Building the server from settings, running it, and stopping it cleanly.
+//! Building the server from settings, running it, and stopping it cleanly; and the one
+//! compaction pass `handler compact` runs, on the same sink.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::compact::{Compactor, LateMarkers, PassScope, PassSummary};
 use crate::configuration::{ServerLimits, Settings, StorageSettings};
+pub use crate::error::CompactFailure;
 use crate::ingest::Ingestor;
-use crate::routes::{router, AppState, InflightBudget, INGEST_PATH};
+use crate::routes::{router, AppState, Compaction, InflightBudget, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
@@ -45,33 +49,82 @@ pub enum ServeError {
     },
 }
 
+/// `handler compact` could not run its pass, or the pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactCommandError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Pass(#[from] CompactFailure),
+}
+
+/// Whether opening an ADLS sink also checks, in the background, that its filesystem is
+/// reachable (serving: a wrong credential shows at start-up, not with the first event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartUpCheck {
+    Spawn,
+    Skip,
+}
+
+/// The store the settings name: the local lake or ADLS Gen2.
+fn open_sink(settings: &Settings, check: StartUpCheck) -> Result<Arc<dyn Sink>, StartupError> {
+    Ok(match &settings.storage {
+        StorageSettings::LocalLake { dir, durable } => Arc::new(
+            LocalLake::open(dir, &settings.container, *durable).map_err(|source| {
+                StartupError::LocalLake {
+                    dir: dir.display().to_string(),
+                    source,
+                }
+            })?,
+        ),
+        StorageSettings::Adls(adls) => {
+            let sink = AdlsSink::new(adls, &settings.container, settings.layout.directory())?;
+            if check == StartUpCheck::Spawn {
+                sink.spawn_start_up_check();
+            }
+            Arc::new(sink)
+        }
+    })
+}
+
+fn compactor(sink: Arc<dyn Sink>, settings: &Settings) -> Compactor {
+    Compactor::new(sink, settings.layout.clone(), settings.compact.clone())
+}
+
+/// One compaction pass over `scope` on the store the settings name, as `handler compact`
+/// runs it (the timer function runs the same pass through `POST /compact`).
+pub async fn compact_once(
+    settings: &Settings,
+    scope: PassScope,
+) -> Result<PassSummary, CompactCommandError> {
+    let sink = open_sink(settings, StartUpCheck::Skip)?;
+    let summary = compactor(sink, settings)
+        .run_pass(scope, SystemTime::now())
+        .await
+        .map_err(CompactFailure::from)?;
+    Ok(summary)
+}
+
 /// A bound, ready-to-serve application.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
+    /// Cancelled when shutdown starts: stops a compaction pass in flight.
+    stopping: CancellationToken,
 }
 
 impl Application {
     /// Opens the sink and binds the listener. Cheap, so the host's first readiness ping
     /// is answered within milliseconds of the process starting.
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-        let sink: Arc<dyn Sink> = match &settings.storage {
-            StorageSettings::LocalLake { dir, durable } => Arc::new(
-                LocalLake::open(dir, &settings.container, *durable).map_err(|source| {
-                    StartupError::LocalLake {
-                        dir: dir.display().to_string(),
-                        source,
-                    }
-                })?,
-            ),
-            StorageSettings::Adls(adls) => {
-                let sink = AdlsSink::new(adls, &settings.container, settings.layout.directory())?;
-                sink.spawn_start_up_check();
-                Arc::new(sink)
-            }
-        };
-        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
+        let sink = open_sink(settings, StartUpCheck::Spawn)?;
+        let stopping = CancellationToken::new();
+        let compaction = Compaction::new(compactor(Arc::clone(&sink), settings), stopping.clone());
+        let ingestor =
+            Ingestor::new(sink, settings.layout.clone(), settings.encoding).with_late_markers(
+                LateMarkers::new(settings.compact.root.clone(), settings.compact.delay),
+            );
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -82,7 +135,9 @@ impl Application {
         Ok(Application {
             listener,
             limits: settings.limits.clone(),
+            stopping,
             state: AppState {
+                compaction: Arc::new(compaction),
                 ingestor: Arc::new(ingestor),
                 tracker: TaskTracker::new(),
                 max_body_bytes: settings.max_body_bytes,
@@ -121,6 +176,8 @@ impl Application {
             .serve_until(shutdown)
             .await;
         let deadline = tokio::time::Instant::now() + self.limits.shutdown_timeout;
+        // A pass may take minutes; stopped, it leaves nothing half-done (docs/decisions.md).
+        self.stopping.cancel();
         tracker.close();
         let drained = tokio::time::timeout_at(deadline, async {
             draining.closed().await;

@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::configuration::LogFormat;
@@ -20,22 +21,43 @@ const QUIET: [&str; 6] = [
     "hyper_util=info",
 ];
 
-/// Installs the global subscriber with `filter` (`RUST_LOG`). A second call (tests) is a
-/// no-op.
+/// Where log lines go: standard output when serving (the host collects it), standard
+/// error for `handler compact`, whose standard output carries only its summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Installs the global subscriber with `filter` (`RUST_LOG`), writing to standard output.
+/// A second call (tests) is a no-op.
 pub fn init(format: LogFormat, filter: &str) {
+    init_on(Output::Stdout, format, filter);
+}
+
+/// As [`init`], writing to `output`.
+pub fn init_on(output: Output, format: LogFormat, filter: &str) {
     let mut filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     for directive in QUIET {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);
         }
     }
+    let (writer, terminal) = match output {
+        Output::Stdout => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        ),
+        Output::Stderr => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(terminal).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

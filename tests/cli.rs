@@ -6,37 +6,10 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use mongo_lake_ingest::configuration::setting_names;
 use serde_json::Value;
-use support::handler::Handler;
-
-/// Wide: a debug build on a busy machine. Only a hang (a server started) misses it.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Runs the handler with only `vars` in its environment and waits for it to exit, failing
-/// if it is still running at the deadline (it would be serving).
-fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("handler starts");
-    let started = Instant::now();
-    while child.try_wait().expect("status").is_none() {
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("handler {args:?} still running after {DEADLINE:?}: it serves");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
+use support::handler::{run, Handler};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8")

@@ -209,10 +209,11 @@ async fn entra_id_through_the_function_apps_managed_identity_writes_to_adls() {
     let (dfs, handler) = on_managed_identity("host-secret", &[]).await;
     let answer = handler.post_json(sample("batch.json")).await;
     assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    // The change files (compaction's late markers for these old events are empty).
     let stored: Vec<_> = dfs
         .files("mongodb")
         .into_iter()
-        .filter(|entry| !entry.path.contains("/_tmp/"))
+        .filter(|entry| entry.path.starts_with("changes/") && !entry.path.contains("/_tmp/"))
         .collect();
     assert!(!stored.is_empty());
     assert!(stored.iter().all(|entry| entry.len > 0));

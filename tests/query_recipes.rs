@@ -15,7 +15,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Map, Value};
@@ -28,6 +28,8 @@ const START: u32 = 1_718_528_400;
 const README_HOUR: u32 = START + 3600;
 const DB: &str = "sample_mflix";
 const COLL: &str = "movies";
+/// `COMPACT_FORMAT` for the lake the recipes read.
+const FORMATS: &str = "jsonl";
 
 // ---------------------------------------------------------------------------------------
 // The simulated collection
@@ -379,70 +381,28 @@ async fn deliver(handler: &Handler, rng: &mut Rng, changes: &[&Change]) {
     }
 }
 
-/// Stand-in for `handler compact` until it lands: each hour folder's change files not in
-/// a part yet, sorted by `eventId`, concatenated into the next part.
-fn compact(lake: &Path) {
-    let changes = lake.join("mongodb/changes").join(DB).join(COLL);
-    let hourly = lake.join("mongodb/changes-hourly").join(DB).join(COLL);
-    for hour in hour_folders(&changes) {
-        let relative = hour.strip_prefix(&changes).expect("under changes");
-        let target = hourly.join(relative);
-        std::fs::create_dir_all(&target).expect("hour folder");
-        let done: String = std::fs::read_dir(&target)
-            .expect("list")
-            .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("part"))
-            .collect();
-        let mut lines: Vec<(String, String)> = std::fs::read_dir(&hour)
-            .expect("list")
-            .map(|entry| std::fs::read_to_string(entry.expect("entry").path()).expect("file"))
-            .filter(|line| !done.contains(line.as_str()))
-            .map(|line| {
-                let record: Value = serde_json::from_str(&line).expect("record");
-                (
-                    record["eventId"].as_str().expect("eventId").to_owned(),
-                    line,
-                )
-            })
-            .collect();
-        if lines.is_empty() {
-            continue;
-        }
-        lines.sort();
-        let parts = std::fs::read_dir(&target).expect("list").count();
-        let names: Vec<String> = relative
-            .iter()
-            .map(|s| {
-                s.to_string_lossy()
-                    .split('=')
-                    .nth(1)
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .collect();
-        let stem = format!("events-{}{}{}-{}", names[0], names[1], names[2], names[3]);
-        let name = match parts {
-            0 => format!("{stem}.jsonl"),
-            n => format!("{stem}-{}.jsonl", n + 1),
-        };
-        let body: String = lines.into_iter().map(|(_, line)| line).collect();
-        std::fs::write(target.join(name), body).expect("part written");
-    }
-}
-
-fn hour_folders(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("list").flatten() {
-        let path = entry.path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("hour="))
-        {
-            found.push(path);
-        } else if path.is_dir() {
-            found.extend(hour_folders(&path));
-        }
-    }
-    found
+/// Runs `handler compact` over every hour of the history (one pass, as an operator's
+/// command does) and checks it succeeded.
+fn compact(lake: &Path, last_change: u32, formats: &str) {
+    let first_hour = START / 3600 * 3600;
+    let last_hour = (last_change - first_hour) / 3600 + 9;
+    assert!(last_hour < 24, "the history fits in 2024-06-16");
+    let output = Command::new(env!("CARGO_BIN_EXE_handler"))
+        .env_clear()
+        .args(["compact", "--from", "2024-06-16T09", "--to"])
+        .arg(format!("2024-06-16T{last_hour:02}"))
+        .env("LOCAL_LAKE_DIR", lake)
+        .env("LOCAL_LAKE_FSYNC", "false")
+        .env("COMPACT_FORMAT", formats)
+        .output()
+        .expect("handler compact runs");
+    assert!(
+        output.status.success(),
+        "handler compact failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("a JSON summary");
+    assert!(summary["partsWritten"].is_u64(), "{summary}");
 }
 
 /// Runs a script of `tests/python/` with `input` on its standard input and returns the
@@ -606,10 +566,21 @@ async fn written_lake(encoding: Encoding) -> (tempfile::TempDir, History, u64) {
         .iter()
         .partition(|c| (README_HOUR..README_HOUR + 3600).contains(&c.time) && rng.chance(30));
     deliver(&handler, &mut rng, &on_time).await;
-    compact(lake.path());
+    let last_change = history.changes.last().expect("changes").time;
+    compact(lake.path(), last_change, FORMATS);
     deliver(&handler, &mut rng, &late).await;
     deliver(&handler, &mut rng, &on_time[..on_time.len() / 5]).await;
-    compact(lake.path());
+    compact(lake.path(), last_change, FORMATS);
+    let hourly = lake.path().join("mongodb/changes-hourly");
+    assert!(
+        hourly.join("_compact").is_dir(),
+        "the recipes' globs pass by the hidden state"
+    );
+    let late_part = hourly
+        .join(DB)
+        .join(COLL)
+        .join("year=2024/month=06/day=16/hour=10/events-20240616-10-2.jsonl");
+    assert_eq!(late_part.is_file(), !late.is_empty(), "a late part");
     (lake, history, seed)
 }
 

@@ -1,18 +1,23 @@
-//! Listing, reading and deleting through the storage abstraction (issue #9), on a real
-//! local lake and on the DFS test server with injected faults: a listing sees every
-//! published file exactly once and nothing of the temporary areas, whatever the page
-//! boundaries and retries; reads return what was stored; deletes are idempotent.
+//! Listing, reading, deleting, listing folders and storing spooled files through the
+//! storage abstraction (issue #9), on a real local lake and on the DFS test server with
+//! injected faults: a listing sees every published file exactly once and nothing of the
+//! temporary areas, whatever the page boundaries and retries; reads return what was
+//! stored; deletes are idempotent; a spooled file of several chunks arrives byte for byte,
+//! once, never over another file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use azure_storage::StorageCredentials;
-use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind};
+use dfs_test_server::{DfsServer, DfsServerBuilder, FaultAction, FaultRule, OpKind};
 use futures_util::TryStreamExt;
 use mongo_lake_ingest::configuration::Credential;
 use mongo_lake_ingest::domain::{LakePath, Segment};
-use mongo_lake_ingest::sink::{AdlsSink, LakeFile, Listed, LocalLake, Sink, SinkError, Stored};
+use mongo_lake_ingest::sink::{
+    AdlsSink, LakeFile, Listed, LocalLake, Sink, SinkError, Stored, APPEND_CHUNK,
+};
 
 mod support;
 
@@ -162,7 +167,12 @@ async fn local_read_of_a_missing_file_is_not_found() {
 // ---- ADLS against the DFS test server ---------------------------------------------------
 
 async fn adls() -> (DfsServer, AdlsSink) {
-    let server = DfsServer::builder()
+    adls_from(DfsServer::builder()).await
+}
+
+/// A server made by `builder`, with the lake's filesystem, and a sink writing to it.
+async fn adls_from(builder: DfsServerBuilder) -> (DfsServer, AdlsSink) {
+    let server = builder
         .filesystem(FILESYSTEM)
         .start()
         .await
@@ -378,4 +388,307 @@ async fn adls_retries_are_logged_like_writes_without_paths() {
         !text.contains("65f0a1b2c3d4e5f601234567") && !text.contains("changes/db"),
         "no path or _id in the log: {text}"
     );
+}
+
+// ---- folders and spooled files, on both stores ------------------------------------------
+
+/// Three appends' worth: two full chunks and a short one.
+const MULTI_CHUNK: u64 = 2 * APPEND_CHUNK + 4 * 1024 * 1024 + 3;
+
+/// A spooled file of `len` bytes in `dir` in which no chunk could pass for another: each
+/// 8-byte word is its own index, mixed with `seed`.
+fn spool(dir: &Path, name: &str, len: u64, seed: u64) -> (PathBuf, Vec<u8>) {
+    let contents: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|word| (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed).to_le_bytes())
+        .take(usize::try_from(len).expect("fits"))
+        .collect();
+    let path = dir.join(name);
+    fs::write(&path, &contents).expect("spooled file written");
+    (path, contents)
+}
+
+async fn folder_names(sink: &dyn Sink, folder: &str) -> BTreeSet<String> {
+    sink.folders(&segments(folder))
+        .await
+        .expect("folders listed")
+        .iter()
+        .map(|segment| segment.to_string())
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// What both stores answer for folders written through `store_all`: the folders one
+/// level down, never files, never deeper, nothing for a missing folder or a file. The
+/// caller has put hidden and foreign folders under `changes/` first.
+async fn folders_contract(sink: &dyn Sink) {
+    store(
+        sink,
+        &[
+            file("changes/db1/coll1/a.json"),
+            file("changes/db1/coll2/deeper/b.json"),
+            file("changes/db2/c.json"),
+            file("changes/top.json"),
+        ],
+    )
+    .await;
+    assert_eq!(folder_names(sink, "changes").await, set(&["db1", "db2"]));
+    assert_eq!(
+        folder_names(sink, "changes/db1").await,
+        set(&["coll1", "coll2"])
+    );
+    assert_eq!(
+        folder_names(sink, "changes/db1/coll2").await,
+        set(&["deeper"])
+    );
+    assert!(
+        folder_names(sink, "changes/db2").await.is_empty(),
+        "files are not folders"
+    );
+    assert!(folder_names(sink, "changes/none/here").await.is_empty());
+    assert!(
+        folder_names(sink, "changes/top.json").await.is_empty(),
+        "a file has no folders"
+    );
+    assert_eq!(folder_names(sink, "").await, set(&["changes"]));
+}
+
+fn same_bytes(stored: &[u8], expected: &[u8]) -> bool {
+    // Not assert_eq!: a failure would print 20 MiB.
+    stored.len() == expected.len() && stored == expected
+}
+
+/// What both stores do with spooled files: a file of three chunks arrives byte for byte;
+/// another file at the same path is refused (`AlreadyPresent`) and the first stays; an
+/// empty file is stored; a missing spooled file is a local error. Returns the paths stored.
+async fn spooled_contract(sink: &dyn Sink, spool_dir: &Path) -> [LakePath; 2] {
+    let part = lake_path("changes-hourly/db/coll/hour=10/events-20240616-10.jsonl");
+    let (first, contents) = spool(spool_dir, "part-a", MULTI_CHUNK, 1);
+    let stored = sink.store_spooled(&part, &first).await.expect("stored");
+    assert_eq!(stored, Stored::Written);
+    let read = sink.read(&part).await.expect("readable");
+    assert!(same_bytes(&read, &contents), "{} bytes read", read.len());
+
+    let (other, _) = spool(spool_dir, "part-b", MULTI_CHUNK - 1, 2);
+    let again = sink.store_spooled(&part, &other).await.expect("answered");
+    assert_eq!(again, Stored::AlreadyPresent);
+    let read = sink.read(&part).await.expect("readable");
+    assert!(same_bytes(&read, &contents), "the first file stays");
+
+    let empty_part = lake_path("changes-hourly/db/coll/hour=11/events-20240616-11.jsonl");
+    let (empty, _) = spool(spool_dir, "empty", 0, 0);
+    let stored = sink
+        .store_spooled(&empty_part, &empty)
+        .await
+        .expect("stored");
+    assert_eq!(stored, Stored::Written);
+    assert!(sink.read(&empty_part).await.expect("readable").is_empty());
+
+    let missing = sink
+        .store_spooled(
+            &lake_path("changes-hourly/x.jsonl"),
+            &spool_dir.join("none"),
+        )
+        .await
+        .expect_err("nothing to store");
+    assert!(matches!(missing, SinkError::Io { .. }), "{missing:?}");
+
+    let listed = by_path(&pages(sink, "changes-hourly").await);
+    let expected: BTreeMap<String, u64> =
+        [(part.to_string(), MULTI_CHUNK), (empty_part.to_string(), 0)]
+            .into_iter()
+            .collect();
+    assert_eq!(listed, expected, "nothing else, nothing temporary");
+    [part, empty_part]
+}
+
+#[tokio::test]
+async fn local_folders_are_one_level_without_files_or_hidden_folders() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = LocalLake::open(dir.path(), "c", true).expect("open");
+    fs::create_dir_all(dir.path().join("c/changes/.tmp")).expect("hidden folder");
+    fs::create_dir_all(dir.path().join("c/changes/not a segment")).expect("foreign folder");
+    folders_contract(&lake).await;
+    assert!(
+        dir.path().join("c/.tmp").is_dir(),
+        "the lake's own staging is left out"
+    );
+}
+
+#[tokio::test]
+async fn local_spooled_files_on_the_lake_file_system_are_linked_not_copied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = LocalLake::open(&dir.path().join("lake"), "c", true).expect("open");
+    let spool_dir = dir.path().join("spool");
+    fs::create_dir(&spool_dir).expect("spool dir");
+
+    let [part, _] = spooled_contract(&lake, &spool_dir).await;
+
+    use std::os::unix::fs::MetadataExt;
+    let stored = fs::metadata(part.under(&dir.path().join("lake/c"))).expect("stored");
+    let spooled = fs::metadata(spool_dir.join("part-a")).expect("spooled");
+    assert_eq!(stored.ino(), spooled.ino(), "the same file, no copy");
+    assert_eq!(
+        stored.mode() & 0o777,
+        0o644,
+        "readable as the lake's other files"
+    );
+    fs::remove_file(spool_dir.join("part-a")).expect("the caller removes its file");
+    assert_eq!(
+        lake.read(&part).await.expect("still there").len() as u64,
+        MULTI_CHUNK
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn local_spooled_files_from_another_file_system_are_copied_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let lake = LocalLake::open(dir.path(), "c", true).expect("open");
+    // tmpfs: another file system than the target directory's on any Linux machine.
+    let spool_dir = tempfile::tempdir_in("/dev/shm").expect("a folder on /dev/shm");
+    let lake_device = fs::metadata(dir.path()).expect("lake").dev();
+    let spool_device = fs::metadata(spool_dir.path()).expect("spool").dev();
+    assert_ne!(lake_device, spool_device, "the test needs two file systems");
+
+    let [part, _] = spooled_contract(&lake, spool_dir.path()).await;
+
+    let stored = fs::metadata(part.under(&dir.path().join("c"))).expect("stored");
+    assert_eq!(stored.dev(), lake_device);
+    assert_eq!(stored.nlink(), 1, "a copy of its own");
+    let leftovers = fs::read_dir(dir.path().join("c/.tmp"))
+        .expect("tmp")
+        .count();
+    assert_eq!(leftovers, 0, "no staged copy is left behind");
+}
+
+#[tokio::test]
+async fn adls_folders_are_one_level_without_files_or_hidden_folders() {
+    let (server, sink) = adls().await;
+    server.create_dir(FILESYSTEM, "changes/with space");
+    folders_contract(&sink).await;
+    assert_eq!(
+        server.kind(FILESYSTEM, "changes/_tmp"),
+        Some(dfs_test_server::PathKind::Directory),
+        "the sink's staging folder exists, and was left out"
+    );
+}
+
+#[tokio::test]
+async fn adls_folders_past_one_page_through_faults() {
+    let (server, sink) = adls().await;
+    for n in 0..5100 {
+        server.create_dir(FILESYSTEM, &format!("changes/many/f{n:05}"));
+    }
+    server.put_file(FILESYSTEM, "changes/many/a-file.json", "{}");
+    server.faults().push(FaultRule {
+        skip: 1,
+        ..FaultRule::new(OpKind::ListPaths, busy()).times(1)
+    });
+    let found = folder_names(&sink, "changes/many").await;
+    assert_eq!(found.len(), 5100);
+    assert!(found.contains("f00000") && found.contains("f05099"));
+    assert_eq!(
+        server.stats().op(OpKind::ListPaths),
+        3,
+        "two pages, one asked twice"
+    );
+}
+
+/// The requests on temporary files, in order, with their `position`.
+fn temporary_file_requests(server: &DfsServer) -> Vec<(OpKind, Option<u64>)> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|request| {
+            request.uri.contains("/_tmp/")
+                || request
+                    .header("x-ms-rename-source")
+                    .is_some_and(|source| source.contains("_tmp"))
+        })
+        .map(|request| {
+            let position = request
+                .uri
+                .split(['?', '&'])
+                .find_map(|pair| pair.strip_prefix("position="))
+                .map(|value| value.parse().expect("a number"));
+            (request.op, position)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn adls_spooled_files_keep_the_contract() {
+    let (server, sink) = adls().await;
+    let spool_dir = tempfile::tempdir().expect("temp dir");
+    spooled_contract(&sink, spool_dir.path()).await;
+    let temporary: Vec<String> = server
+        .files(FILESYSTEM)
+        .into_iter()
+        .map(|entry| entry.path)
+        .filter(|path| path.contains("/_tmp/"))
+        .collect();
+    assert!(temporary.is_empty(), "{temporary:?}");
+}
+
+#[tokio::test]
+async fn adls_spooled_file_goes_up_in_chunks_and_a_refused_append_is_sent_again() {
+    let (server, sink) = adls_from(DfsServer::builder().record_requests()).await;
+    let spool_dir = tempfile::tempdir().expect("temp dir");
+    let (spooled, contents) = spool(spool_dir.path(), "part", MULTI_CHUNK, 7);
+    let part = lake_path("changes-hourly/db/coll/events-20240616-10.jsonl");
+    server
+        .faults()
+        .push(FaultRule::new(OpKind::Append, busy()).after(1));
+
+    let stored = sink.store_spooled(&part, &spooled).await.expect("stored");
+
+    assert_eq!(stored, Stored::Written);
+    let read = server.read(FILESYSTEM, &part.to_string()).expect("stored");
+    assert!(same_bytes(&read, &contents));
+    assert_eq!(server.stats().faults_fired, 1);
+    // One create, the appends at 0, one chunk (refused), one chunk again, two chunks; one
+    // flush at the full length; one rename. Nothing is sent twice but the refused append.
+    assert_eq!(
+        temporary_file_requests(&server),
+        [
+            (OpKind::CreateFile, None),
+            (OpKind::Append, Some(0)),
+            (OpKind::Append, Some(APPEND_CHUNK)),
+            (OpKind::Append, Some(APPEND_CHUNK)),
+            (OpKind::Append, Some(2 * APPEND_CHUNK)),
+            (OpKind::Flush, Some(MULTI_CHUNK)),
+            (OpKind::Rename, None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn adls_spooled_file_is_exact_after_lost_answers_and_a_slow_append() {
+    let (server, sink) = adls().await;
+    let spool_dir = tempfile::tempdir().expect("temp dir");
+    let (spooled, contents) = spool(spool_dir.path(), "part", MULTI_CHUNK, 9);
+    let part = lake_path("changes-hourly/db/coll/events-20240616-10.jsonl");
+    let faults = server.faults();
+    // The first append is applied and its answer lost; the next new chunk answers after
+    // the request timeout (2 s) and is applied late, beside its retry; the flush and the
+    // rename are applied with their answers lost.
+    faults.push(FaultRule::new(OpKind::Append, FaultAction::ApplyThenDrop));
+    faults
+        .push(FaultRule::new(OpKind::Append, FaultAction::Delay(Duration::from_secs(3))).after(1));
+    faults.push(FaultRule::new(OpKind::Flush, FaultAction::ApplyThenDrop));
+    faults.push(FaultRule::new(OpKind::Rename, FaultAction::ApplyThenDrop));
+
+    let stored = sink.store_spooled(&part, &spooled).await.expect("stored");
+
+    assert_eq!(stored, Stored::Written, "the lost rename is found in place");
+    assert_eq!(server.stats().faults_fired, 4, "{:?}", server.stats());
+    // Let the late append land, then look: still exact.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let read = server.read(FILESYSTEM, &part.to_string()).expect("stored");
+    assert!(same_bytes(&read, &contents), "{} bytes", read.len());
+    assert_eq!(server.files(FILESYSTEM).len(), 1, "no temporary file left");
 }

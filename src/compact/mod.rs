@@ -6,14 +6,19 @@
 //! `handler compact` command both run. It stands on [`Sink`] alone: listing, reading,
 //! write-once storing and deleting, the same on the local lake and on ADLS.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::TryStreamExt;
 use serde::Serialize;
 
-use crate::domain::{EventHour, PathLayout, Segment};
-use crate::sink::{Sink, SinkError};
+use self::part::{compact_hour, Context};
+use self::state::{CollectionHour, StatePaths};
+use self::walk::{Collections, FolderCache};
+use crate::domain::{EventHour, LakePath, PathLayout, Segment};
+use crate::sink::{LakeFile, Sink, SinkError};
 
 /// Default `COMPACT_DELAY_SECS`: an hour is closed ten minutes after it ends.
 pub const DEFAULT_COMPACT_DELAY: Duration = Duration::from_secs(600);
@@ -28,6 +33,43 @@ pub const DEFAULT_COMPACT_TIME_BUDGET: Duration = Duration::from_secs(180);
 pub struct Formats {
     pub jsonl: bool,
     pub parquet: bool,
+}
+
+impl Formats {
+    /// `jsonl`, `parquet` or `jsonl,parquet`: as claims record them.
+    pub fn list(self) -> String {
+        let mut names = Vec::new();
+        if self.jsonl {
+            names.push("jsonl");
+        }
+        if self.parquet {
+            names.push("parquet");
+        }
+        names.join(",")
+    }
+
+    /// Reads [`Formats::list`]'s names (from a claim, or `COMPACT_FORMAT`).
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Formats, CompactError> {
+        let mut formats = Formats {
+            jsonl: false,
+            parquet: false,
+        };
+        for name in names {
+            match name.as_ref().trim() {
+                "jsonl" => formats.jsonl = true,
+                "parquet" => formats.parquet = true,
+                other => {
+                    return Err(CompactError::Corrupt(format!(
+                        "unknown compacted format {other:?} (known: jsonl, parquet)"
+                    )))
+                }
+            }
+        }
+        if !formats.jsonl && !formats.parquet {
+            return Err(CompactError::Corrupt("no compacted format".to_owned()));
+        }
+        Ok(formats)
+    }
 }
 
 impl Default for Formats {
@@ -118,6 +160,10 @@ pub enum CompactError {
     },
     #[error("{0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::ParquetError),
 }
 
 /// Runs compaction passes over one lake.
@@ -142,7 +188,196 @@ impl Compactor {
         scope: PassScope,
         now: SystemTime,
     ) -> Result<PassSummary, CompactError> {
-        let _ = (&self.sink, &self.layout, &self.settings, scope, now);
-        Ok(PassSummary::default())
+        let started = Instant::now();
+        let mut summary = PassSummary::default();
+        let paths = StatePaths::new(self.settings.root.clone());
+        let context = Context {
+            sink: self.sink.as_ref(),
+            layout: &self.layout,
+            paths: &paths,
+            formats: self.settings.formats,
+            delete_sources: self.settings.delete_sources,
+            spool_dir: &self.settings.spool_dir,
+        };
+        let mut cache = FolderCache::new(self.sink.as_ref());
+        let outcome = match scope {
+            PassScope::Due => {
+                self.due_pass(&context, &mut cache, now, started, &mut summary)
+                    .await
+            }
+            PassScope::Hours { first, last } => {
+                given_hours(&context, &mut cache, first, last, &mut summary).await
+            }
+        };
+        summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        outcome.map(|()| summary)
+    }
+
+    /// The timer's pass: new closed hours after the watermark, then late hours.
+    async fn due_pass(
+        &self,
+        context: &Context<'_>,
+        cache: &mut FolderCache<'_>,
+        now: SystemTime,
+        started: Instant,
+        summary: &mut PassSummary,
+    ) -> Result<(), CompactError> {
+        let now_seconds = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            });
+        let delay = i64::try_from(self.settings.delay.as_secs()).unwrap_or(i64::MAX);
+        // Closed: now > end + delay, i.e. end <= now - delay - 1.
+        let last_closed = EventHour::of_unix_seconds(now_seconds - delay - 3_601);
+        let over_budget = || started.elapsed() >= self.settings.time_budget;
+
+        let mut watermarks = list_paths(context.sink, &context.paths.watermark_folder()).await?;
+        let mut watermark = watermarks
+            .iter()
+            .filter_map(StatePaths::watermark_hour)
+            .max();
+        let markers = list_paths(context.sink, &context.paths.late_folder()).await?;
+
+        // New hours, oldest first: every collection of each hour, then its watermark.
+        let mut by_hour: BTreeMap<EventHour, Vec<CollectionHour>> = BTreeMap::new();
+        match watermark {
+            None => {
+                for key in walk::every_hour(context.sink, context.layout).await? {
+                    if key.hour <= last_closed {
+                        by_hour.entry(key.hour).or_default().push(key);
+                    }
+                }
+            }
+            Some(mark) => {
+                let mut hour = mark.next();
+                while hour <= last_closed {
+                    by_hour.insert(hour, Vec::new());
+                    hour = hour.next();
+                }
+            }
+        }
+        let walk_each_hour = watermark.is_some();
+        for (hour, mut keys) in by_hour {
+            if over_budget() {
+                summary.more_to_do = true;
+                break;
+            }
+            if walk_each_hour {
+                keys = walk::folders_of_hour(context.layout, cache, hour, Collections::All)
+                    .await?
+                    .into_keys()
+                    .collect();
+            }
+            for key in &keys {
+                compact_hour(context, cache, key, summary).await?;
+            }
+            store_marker(context.sink, context.paths.watermark(hour)).await?;
+            watermarks.push(context.paths.watermark(hour));
+            watermark = Some(hour);
+        }
+        if !summary.more_to_do && watermark.is_none_or(|mark| mark < last_closed) {
+            // No hour had records (an empty lake): later passes still need not walk it.
+            store_marker(context.sink, context.paths.watermark(last_closed)).await?;
+            watermark = Some(last_closed);
+        }
+
+        // Late hours: those marked, closed, and not after the watermark.
+        let mut late: BTreeMap<CollectionHour, Vec<LakePath>> = BTreeMap::new();
+        for marker in markers {
+            if let Some(key) = context.paths.late_marker_key(&marker) {
+                if watermark.is_some_and(|mark| key.hour <= mark) && key.hour <= last_closed {
+                    late.entry(key).or_default().push(marker);
+                }
+            }
+        }
+        for (key, markers) in late {
+            if over_budget() {
+                summary.more_to_do = true;
+                break;
+            }
+            compact_hour(context, cache, &key, summary).await?;
+            for marker in markers {
+                context.sink.delete(&marker).await?;
+                summary.late_markers += 1;
+            }
+        }
+
+        if let Some(mark) = watermark {
+            // Older watermarks, listed or written by this pass, say less than `mark`.
+            for old in watermarks {
+                if StatePaths::watermark_hour(&old).is_some_and(|hour| hour < mark) {
+                    context.sink.delete(&old).await?;
+                }
+            }
+            summary.compacted_through = Some(mark.to_string());
+        }
+        Ok(())
     }
 }
+
+/// An operator's pass over given hours, closed or not. A marker of its own guards each
+/// collection hour while it works, so a pass that dies half-way is finished by the timer.
+async fn given_hours(
+    context: &Context<'_>,
+    cache: &mut FolderCache<'_>,
+    first: EventHour,
+    last: EventHour,
+    summary: &mut PassSummary,
+) -> Result<(), CompactError> {
+    let mut hour = first;
+    while hour <= last {
+        let keys = walk::folders_of_hour(context.layout, cache, hour, Collections::All).await?;
+        for key in keys.keys() {
+            let guard = context.paths.late_marker(key, pass_marker_name()?);
+            store_marker(context.sink, guard.clone()).await?;
+            compact_hour(context, cache, key, summary).await?;
+            context.sink.delete(&guard).await?;
+        }
+        hour = hour.next();
+    }
+    Ok(())
+}
+
+fn pass_marker_name() -> Result<Segment, CompactError> {
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random)
+        .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Segment::assemble(format!("pass-{hex}")))
+}
+
+/// Every file under a folder (small folders: state).
+async fn list_paths(sink: &dyn Sink, folder: &[Segment]) -> Result<Vec<LakePath>, CompactError> {
+    let mut paths = Vec::new();
+    let mut pages = sink.list(folder);
+    while let Some(page) = pages.try_next().await? {
+        paths.extend(page.into_iter().map(|listed| listed.path));
+    }
+    Ok(paths)
+}
+
+/// Stores an empty write-once file (a watermark or a marker); present already is fine.
+async fn store_marker(sink: &dyn Sink, path: LakePath) -> Result<(), CompactError> {
+    let file = LakeFile {
+        path,
+        contents: Vec::new(),
+    };
+    sink.store_all(vec![file])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))?;
+    Ok(())
+}
+
+mod late;
+mod state;
+
+pub use late::{LateMarkers, MarkerCandidate};
+pub mod parquet;
+mod part;
+mod sort;
+mod walk;
+
+#[cfg(test)]
+mod tests;

@@ -72,6 +72,7 @@ fn default_text(setting: &Setting) -> Option<String> {
         Kind::Number { default, .. } => Some(default.to_string()),
         Kind::Flag { default } => Some(default.to_string()),
         Kind::Choice { default, .. } => default.map(str::to_owned),
+        Kind::Host { default } => Some(default.to_owned()),
     }
 }
 
@@ -79,6 +80,10 @@ fn default_text(setting: &Setting) -> Option<String> {
 fn description(setting: &Setting) -> String {
     let values = match setting.kind {
         Kind::Text { .. } => return setting.help.to_owned(),
+        Kind::Host { .. } => {
+            "Read by the Functions host, not the handler: the default is the value to set."
+                .to_owned()
+        }
         Kind::Secret => "Secret: never printed.".to_owned(),
         Kind::Number { min, max, unit, .. } => {
             let range = match max {

@@ -10,8 +10,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::compact::CompactSettings;
 use crate::domain::{Encoding, PathLayout, Segment};
 
+mod compact;
 mod connection_string;
 mod docs;
 mod signing;
@@ -104,6 +106,8 @@ pub struct Settings {
     /// Request signatures (`INGEST_HMAC_SECRET`); `None` accepts unsigned requests.
     pub signing: Option<SigningSettings>,
     pub limits: ServerLimits,
+    /// Hourly compaction (`COMPACT_*`): the `/compact` function and `handler compact`.
+    pub compact: CompactSettings,
 }
 
 impl Settings {
@@ -118,6 +122,7 @@ impl Settings {
         let storage = storage::from_vars(&vars)?;
         let signing = signing::from_vars(&vars)?;
         let (container, layout) = lake_layout(&vars)?;
+        let compact = compact::from_vars(&vars, layout.directory())?;
         let encoding = match vars.choice(Key::RecordEncoding)? {
             Some("canonical") => Encoding::Canonical,
             _ => Encoding::Relaxed,
@@ -159,6 +164,7 @@ impl Settings {
             log_filter: log_filter.text,
             signing,
             limits,
+            compact,
         })
     }
 
@@ -200,18 +206,7 @@ fn lake_layout<F: Fn(&str) -> Option<String>>(
     let container = required_text(vars, Key::StorageContainer)?;
     check_container_name(&container.text).map_err(|p| ConfigError::new(container.setting, p))?;
 
-    let directory = required_text(vars, Key::StorageDirectory)?;
-    let folders = directory
-        .text
-        .trim_matches('/')
-        .split('/')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            Segment::literal(part).map_err(|problem| {
-                ConfigError::new(directory.setting, format!("folder {part:?} {problem}"))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let folders = folders(&required_text(vars, Key::StorageDirectory)?)?;
 
     let file_prefix = match vars.text(Key::StorageFileName)? {
         None => None,
@@ -230,6 +225,22 @@ fn lake_layout<F: Fn(&str) -> Option<String>>(
     let layout = PathLayout::new(folders, template.text.trim_matches('/'), file_prefix)
         .map_err(|problem| ConfigError::new(template.setting, problem.to_string()))?;
     Ok((container.text, layout))
+}
+
+/// A folder path inside the container (`a/b`; leading, trailing and doubled `/` ignored),
+/// each folder a literal segment.
+fn folders(given: &vars::Given) -> Result<Vec<Segment>, ConfigError> {
+    given
+        .text
+        .trim_matches('/')
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            Segment::literal(part).map_err(|problem| {
+                ConfigError::new(given.setting, format!("folder {part:?} {problem}"))
+            })
+        })
+        .collect()
 }
 
 /// A text setting whose row has a default value, so it always has a value.
@@ -368,8 +379,8 @@ mod tests {
         );
     }
 
-    /// Every name the parser looks up is a row of the table, and every row is looked up:
-    /// the table is exactly what the handler reads.
+    /// Every name the parser looks up is a row of the table, and every row the handler
+    /// reads (all but the host's own) is looked up: the table is exactly what is read.
     #[test]
     fn the_table_is_exactly_what_is_read() {
         use std::cell::RefCell;
@@ -392,8 +403,19 @@ mod tests {
             })
             .expect("valid");
         }
-        let table: BTreeSet<String> = setting_names().map(str::to_owned).collect();
+        let table: BTreeSet<String> = SETTINGS
+            .iter()
+            .filter(|setting| setting.is_read_by_handler())
+            .flat_map(Setting::names)
+            .map(str::to_owned)
+            .collect();
         assert_eq!(asked.into_inner(), table);
+        let host_only: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|setting| !setting.is_read_by_handler())
+            .map(|setting| setting.name)
+            .collect();
+        assert_eq!(host_only, ["COMPACT_SCHEDULE"]);
     }
 
     /// `local.settings.json.example` sets only settings the handler reads (or the host's

@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use crate::compact::{
+    DEFAULT_COMPACT_DELAY, DEFAULT_COMPACT_SCHEDULE, DEFAULT_COMPACT_TIME_BUDGET,
+};
 use crate::domain::DEFAULT_TEMPLATE;
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -54,6 +57,11 @@ impl Setting {
     pub fn names(&self) -> impl Iterator<Item = &'static str> {
         std::iter::once(self.name).chain(self.alias)
     }
+
+    /// Whether the handler reads this setting (every row but the host's own).
+    pub fn is_read_by_handler(&self) -> bool {
+        !matches!(self.kind, Kind::Host { .. })
+    }
 }
 
 /// What a setting's value is, and its default (used when it is unset or empty).
@@ -77,6 +85,10 @@ pub enum Kind {
         options: &'static [&'static str],
         default: Option<&'static str>,
     },
+    /// Read by the Functions host (a `%NAME%` binding expression in a `function.json`),
+    /// never by the handler: a row all the same, so the one table documents every
+    /// setting the app has.
+    Host { default: &'static str },
 }
 
 /// The default of a text setting.
@@ -104,15 +116,17 @@ pub enum Group {
     Lake,
     LocalLake,
     Adls,
+    Compaction,
     Requests,
     Logs,
 }
 
 impl Group {
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 7] = [
         Group::Lake,
         Group::LocalLake,
         Group::Adls,
+        Group::Compaction,
         Group::Requests,
         Group::Server,
         Group::Logs,
@@ -123,6 +137,7 @@ impl Group {
             Group::Lake => "Where records go and how they look",
             Group::LocalLake => "Local lake (the default: no ADLS account set)",
             Group::Adls => "ADLS Gen2 (an account and exactly one credential)",
+            Group::Compaction => "Hourly compaction (the compact function and command)",
             Group::Requests => "Requests",
             Group::Server => "Server and limits",
             Group::Logs => "Logs",
@@ -175,6 +190,7 @@ const fn seconds(default: Duration, max: u64) -> Kind {
 /// `now + u64::MAX` seconds panics, so does a semaphore of that many permits): far above
 /// any sensible value.
 const DAY_SECS: u64 = 86_400;
+const WEEK_SECS: u64 = 7 * DAY_SECS;
 const TIB: u64 = 1 << 40;
 
 const fn between(default: usize, max: u64, unit: Unit) -> Kind {
@@ -281,6 +297,41 @@ settings_table! {
         name: "STORAGE_RETRY_BUDGET_SECS", alias: None, group: Group::Adls,
         kind: seconds(DEFAULT_RETRY_BUDGET, MAX_RETRY_BUDGET_SECS),
         help: "Longest time spent retrying one file (throttling, 5xx, network errors) before answering 503 (Azure Functions ends requests after 230 s; this plus twice the request timeout must be at most 220).",
+    }
+    CompactDirectory {
+        name: "COMPACT_DIRECTORY", alias: None, group: Group::Compaction,
+        kind: Kind::Text { default: TextDefault::Derived("<directory>-hourly") },
+        help: "Folder inside the container for the hourly files (`a/b` allowed), beside the change directory, never inside it or around it. Default: the change directory's last folder plus `-hourly` (`changes` -> `changes-hourly`).",
+    }
+    CompactDelaySecs {
+        name: "COMPACT_DELAY_SECS", alias: None, group: Group::Compaction,
+        kind: seconds(DEFAULT_COMPACT_DELAY, WEEK_SECS),
+        help: "An hour is compacted once it ended this long ago; records that come later go into a later part (`-2`, `-3`).",
+    }
+    CompactFormat {
+        name: "COMPACT_FORMAT", alias: None, group: Group::Compaction,
+        kind: Kind::Choice { options: &["jsonl", "parquet", "jsonl,parquet"], default: Some("jsonl") },
+        help: "The files each hour is written as: JSON lines, Parquet (zstd), or both with the same rows.",
+    }
+    CompactDeleteSources {
+        name: "COMPACT_DELETE_SOURCES", alias: None, group: Group::Compaction,
+        kind: Kind::Flag { default: false },
+        help: "Delete an hour's change files once its hourly files are durable (an ADLS lifecycle rule on the change directory is the alternative; see \"Hourly compaction\").",
+    }
+    CompactTimeBudgetSecs {
+        name: "COMPACT_TIME_BUDGET_SECS", alias: None, group: Group::Compaction,
+        kind: seconds(DEFAULT_COMPACT_TIME_BUDGET, DAY_SECS),
+        help: "A pass starts no new hour after this long, so the timer function ends inside `functionTimeout` (5 minutes in `host.json`); the next pass continues.",
+    }
+    CompactSpoolDir {
+        name: "COMPACT_SPOOL_DIR", alias: None, group: Group::Compaction,
+        kind: Kind::Text { default: TextDefault::Derived("the system's temporary folder") },
+        help: "Local folder for sort runs and hourly files before they are published (the worker's temporary disk on Azure).",
+    }
+    CompactSchedule {
+        name: "COMPACT_SCHEDULE", alias: None, group: Group::Compaction,
+        kind: Kind::Host { default: DEFAULT_COMPACT_SCHEDULE },
+        help: "When the timer function runs: an NCRONTAB expression with seconds (`{second} {minute} {hour} {day} {month} {day-of-week}`, UTC unless `WEBSITE_TIME_ZONE` is set). It must be set in the app settings: `compact/function.json` reads it as `%COMPACT_SCHEDULE%`.",
     }
     MaxBodyBytes {
         name: "MAX_BODY_BYTES", alias: None, group: Group::Requests,

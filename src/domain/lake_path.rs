@@ -24,7 +24,7 @@ const CUT_MARK: &str = "~~";
 /// One path component: non-empty, only `[A-Za-z0-9._=~-]`, never starting or ending with
 /// `.` (so never `.` or `..`; Azure Storage and Windows drop trailing dots), never a
 /// Windows device name (`CON`, `nul.json`, `COM1`, ...), at most 255 bytes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Segment(String);
 
 /// Why a configured path component was refused (configuration only: event values are encoded).

@@ -148,6 +148,112 @@ impl PathLayout {
     }
 }
 
+/// One folder level of the template, as compaction walks it for one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Level {
+    /// Made of time fields and text only: the one folder for the hour.
+    Fixed(Segment),
+    /// Holds the encoded database name between this text (`db={db}` gives `db=`, ``).
+    Db { before: String, after: String },
+    /// Holds the encoded collection name.
+    Coll { before: String, after: String },
+    /// Holds the operation type: every folder at this level may hold records of the hour.
+    Any,
+}
+
+/// Why a template cannot be compacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("PATH_TEMPLATE {0}: compaction needs {{db}} and {{coll}} once each, each alone in its folder (with text around it at most), and other fields only as {{operationType}} alone or time fields")]
+pub struct CompactionTemplateError(pub &'static str);
+
+impl PathLayout {
+    /// The template's folders for the records of `hour`: what compaction lists.
+    pub fn levels_for_hour(&self, hour: EventHour) -> Result<Vec<Level>, CompactionTemplateError> {
+        let time = hour.calendar();
+        let (mut dbs, mut colls) = (0, 0);
+        let mut levels = Vec::with_capacity(self.folders.len());
+        for folder in &self.folders {
+            let fields: Vec<Field> = folder
+                .iter()
+                .filter_map(|part| match part {
+                    Part::Field(field) => Some(*field),
+                    Part::Text(_) => None,
+                })
+                .collect();
+            let around = |field: Field| {
+                let position = folder.iter().position(|p| *p == Part::Field(field));
+                let text = |parts: &[Part]| -> String {
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text(text) => text.as_str(),
+                            Part::Field(_) => "",
+                        })
+                        .collect()
+                };
+                position.map(|at| (text(&folder[..at]), text(&folder[at + 1..])))
+            };
+            let level = match fields.as_slice() {
+                [Field::Db] => {
+                    dbs += 1;
+                    let (before, after) = around(Field::Db).unwrap_or_default();
+                    Level::Db { before, after }
+                }
+                [Field::Coll] => {
+                    colls += 1;
+                    let (before, after) = around(Field::Coll).unwrap_or_default();
+                    Level::Coll { before, after }
+                }
+                [Field::OperationType] => Level::Any,
+                fields
+                    if fields.iter().all(|f| {
+                        matches!(f, Field::Year | Field::Month | Field::Day | Field::Hour)
+                    }) =>
+                {
+                    let text: String = folder
+                        .iter()
+                        .map(|part| match part {
+                            Part::Text(text) => text.clone(),
+                            Part::Field(field) => render_time(*field, &time),
+                        })
+                        .collect();
+                    Level::Fixed(Segment::assemble(text))
+                }
+                _ => return Err(CompactionTemplateError("mixes fields in one folder")),
+            };
+            levels.push(level);
+        }
+        match (dbs, colls) {
+            (1, 1) => Ok(levels),
+            _ => Err(CompactionTemplateError(
+                "does not hold {db} and {coll} once each",
+            )),
+        }
+    }
+
+    /// The `clusterTime` seconds a change file's name starts with, or `None` for a name
+    /// this layout did not make (so a listing can tell a record's hour without reading it).
+    pub fn seconds_from_name(&self, name: &Segment) -> Option<u32> {
+        let rest = name.as_str().strip_prefix(self.file_prefix.as_str())?;
+        let (seconds, rest) = rest.split_at_checked(10)?;
+        let (increment, rest) = rest.strip_prefix('-')?.split_at_checked(10)?;
+        let digits = |text: &str| text.bytes().all(|b| b.is_ascii_digit());
+        (digits(seconds) && digits(increment) && rest.starts_with('-') && rest.ends_with(".json"))
+            .then(|| seconds.parse().ok())
+            .flatten()
+    }
+}
+
+fn render_time(field: Field, time: &Calendar) -> String {
+    match field {
+        Field::Year => format!("{:04}", time.year),
+        Field::Month => format!("{:02}", time.month),
+        Field::Day => format!("{:02}", time.day),
+        Field::Hour => format!("{:02}", time.hour),
+        Field::Db | Field::Coll | Field::OperationType => String::new(),
+    }
+}
+
 fn parse_folder(folder: &str) -> Result<Vec<Part>, TemplateError> {
     if folder.is_empty() {
         return Err(TemplateError::EmptyFolder);
@@ -201,10 +307,7 @@ fn render(field: Field, record: &Record, time: &Calendar) -> String {
         Field::Db => Segment::encode(&record.ns.db).to_string(),
         Field::Coll => Segment::encode(&record.ns.coll).to_string(),
         Field::OperationType => record.operation.as_str().to_owned(),
-        Field::Year => format!("{:04}", time.year),
-        Field::Month => format!("{:02}", time.month),
-        Field::Day => format!("{:02}", time.day),
-        Field::Hour => format!("{:02}", time.hour),
+        Field::Year | Field::Month | Field::Day | Field::Hour => render_time(field, time),
     }
 }
 

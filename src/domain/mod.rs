@@ -13,5 +13,5 @@ pub use change_event::{ChangeEvent, DataChange, DataOperation, EventError, Names
 pub use extjson::Encoding;
 pub use hour::{Calendar, EventHour, HourError};
 pub use lake_path::{LakePath, Segment, SegmentError};
-pub use layout::{PathLayout, TemplateError, DEFAULT_TEMPLATE};
+pub use layout::{CompactionTemplateError, Level, PathLayout, TemplateError, DEFAULT_TEMPLATE};
 pub use record::{DataSource, Record};

@@ -6,10 +6,12 @@
 //!   and expects the answer inside `Outputs.res`.
 //!
 //! Both hand the body to the same [`AppState::ingest`]; the storage behind it is unknown here.
+//! The `compact` timer function arrives at `POST /compact` in payload mode ([`compact`]).
 //! With `INGEST_HMAC_SECRET` set, both check the request's signature first (the header
 //! before the body is read, then the body before it is parsed).
 
 mod budget;
+mod compact;
 mod forwarded;
 mod invocation;
 mod request_span;
@@ -38,6 +40,7 @@ use crate::signature::{SignatureError, SignatureHeader, Verifier};
 
 pub use budget::InflightBudget;
 use budget::Reservation;
+pub use compact::{Compaction, COMPACT_PATH};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -51,6 +54,8 @@ pub struct AppState {
     pub budget: InflightBudget,
     /// Checks request signatures; `None` when `INGEST_HMAC_SECRET` is unset.
     pub verifier: Option<Arc<Verifier>>,
+    /// The compaction the timer function runs (`POST /compact`).
+    pub compaction: Arc<Compaction>,
 }
 
 /// Where callers (the Functions host, in forwarding mode) POST change events.
@@ -62,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { "ready" }))
         .route(INGEST_PATH, post(forwarded::ingest))
         .route("/ingest", post(invocation::ingest))
+        .route(COMPACT_PATH, post(compact::compact))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_span::request_span))

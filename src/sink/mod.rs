@@ -8,7 +8,7 @@ mod adls;
 mod group_sync;
 mod local;
 
-pub use adls::{AdlsSink, ClientError};
+pub use adls::{AdlsSink, ClientError, APPEND_CHUNK};
 pub use local::LocalLake;
 
 use async_trait::async_trait;
@@ -141,7 +141,9 @@ pub trait Sink: Send + Sync + 'static {
     /// memory: compaction's parts. The same write-once contract as
     /// [`Sink::store_all`]: complete or absent, never replacing a file already at `path`
     /// ([`Stored::AlreadyPresent`], whatever its contents). Memory stays bounded whatever
-    /// the file's size.
+    /// the file's size. The local lake may make `spooled` itself the lake file (a hard
+    /// link, when both are on one file system): the caller may delete its name afterwards,
+    /// but must not write to it again.
     async fn store_spooled(
         &self,
         path: &LakePath,

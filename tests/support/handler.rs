@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -197,6 +197,31 @@ impl Drop for Handler {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Wide: a debug build on a busy machine. Only a hang (a server started) misses it.
+const RUN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs the handler with `args` and only `vars` in its environment and waits for it to
+/// exit, failing if it is still running at the deadline (it would be serving).
+pub fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("handler starts");
+    let started = Instant::now();
+    while child.try_wait().expect("status").is_none() {
+        if started.elapsed() > RUN_DEADLINE {
+            let _ = child.kill();
+            panic!("handler {args:?} still running after {RUN_DEADLINE:?}: it serves");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 /// A JSON array of `events` distinct insert events of `document`: large enough to be

@@ -148,20 +148,22 @@ pub async fn append_and_flush(file: &FileClient, contents: &Bytes) -> azure_core
     Ok(())
 }
 
-/// One page of a recursive List Paths on the filesystem: its entries and the continuation
-/// token for the next page, if any.
+/// One page of a List Paths on the filesystem: its entries and the continuation token for
+/// the next page, if any.
 pub struct ListPage {
     pub paths: Vec<azure_storage_datalake::file_system::Path>,
     pub continuation: Option<String>,
 }
 
-/// Asks for one page of the paths under `directory` (the filesystem root when empty),
-/// starting at `continuation`. The library's own builder sends a starting token as
+/// Asks for one page of the paths under `directory` (the filesystem root when empty), its
+/// whole tree when `recursive`, else only its direct children (files and folders), starting
+/// at `continuation`. The library's own builder sends a starting token as
 /// `marker=`, which the DFS endpoint ignores, so a page could not be asked for again after
 /// a failure; this sends `continuation=` as the service documents it.
 pub async fn list_page(
     filesystem: &FileSystemClient,
     directory: &str,
+    recursive: bool,
     max_results: u32,
     continuation: Option<&str>,
 ) -> azure_core::Result<ListPage> {
@@ -176,7 +178,7 @@ pub async fn list_page(
         let mut query = url.query_pairs_mut();
         query
             .append_pair("resource", "filesystem")
-            .append_pair("recursive", "true")
+            .append_pair("recursive", if recursive { "true" } else { "false" })
             .append_pair("maxResults", &max_results.to_string());
         if !directory.is_empty() {
             query.append_pair("directory", directory);

@@ -2,10 +2,11 @@
 //! retried as writes are (same client, budget, backoff, `warn` line per retry, failure
 //! diagnosis), holding a write permit per attempt so the connection pool stays bounded.
 //!
-//! Listing uses List Paths, recursive, a page of up to [`LIST_PAGE`] paths per request,
-//! and follows the service's continuation token; a failed page is asked for again with the
-//! same token, so a retry never restarts the listing. Folders and the hidden temporary
-//! folder (`<directory>/_tmp`) are left out.
+//! Listing uses List Paths, a page of up to [`LIST_PAGE`] paths per request, and follows
+//! the service's continuation token; a failed page is asked for again with the same token,
+//! so a retry never restarts the listing. Files are listed recursively, without folders;
+//! folders one level at a time (`recursive=false`), without files. The hidden temporary
+//! folder (`<directory>/_tmp`) and its files are left out of both.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::client::{self, ListPage};
-use super::retry::{is_transient, status_and_code, Retries};
+use super::retry::{is_transient, status_and_code};
 use super::{past_deadline, Failure, Inner};
 use crate::domain::{lake_path, LakePath, Segment};
 use crate::sink::{ListPages, Listed, SinkError};
@@ -36,7 +37,7 @@ pub(super) fn list(inner: Arc<Inner>, folder: &[Segment]) -> ListPages {
             };
             // Skips pages that hold only folders and temporary files.
             loop {
-                let page = inner.list_page(&directory, token.as_deref()).await?;
+                let page = inner.list_page(&directory, true, token.as_deref()).await?;
                 let files = inner.published_files(page.paths);
                 token = page.continuation;
                 match (files.is_empty(), token) {
@@ -50,10 +51,37 @@ pub(super) fn list(inner: Arc<Inner>, folder: &[Segment]) -> ListPages {
 }
 
 impl Inner {
-    async fn list_page(&self, directory: &str, token: Option<&str>) -> Result<ListPage, SinkError> {
+    /// The folders directly under `folder`, every page of them.
+    pub(super) async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
+        let directory = lake_path::join(folder);
+        let mut folders = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_page(&directory, false, token.as_deref()).await?;
+            folders.extend(
+                page.paths
+                    .into_iter()
+                    .filter(|path| path.is_directory && path.name != self.temp_folder)
+                    .filter_map(|path| path.name.rsplit('/').next().and_then(Segment::stored)),
+            );
+            token = page.continuation;
+            if token.is_none() {
+                return Ok(folders);
+            }
+        }
+    }
+
+    /// One page of List Paths under `directory` (its tree when `recursive`); a missing
+    /// folder is an empty last page.
+    async fn list_page(
+        &self,
+        directory: &str,
+        recursive: bool,
+        token: Option<&str>,
+    ) -> Result<ListPage, SinkError> {
         let outcome = self
             .retrying("listing", directory, || {
-                client::list_page(&self.filesystem, directory, LIST_PAGE, token)
+                client::list_page(&self.filesystem, directory, recursive, LIST_PAGE, token)
             })
             .await;
         match outcome {
@@ -131,31 +159,24 @@ impl Inner {
     {
         let retry_until = Instant::now() + self.settings.retry_budget;
         let deadline = retry_until + 2 * self.settings.request_timeout;
-        let attempts = async {
-            let mut retries = Retries::until(retry_until);
-            loop {
-                let error = {
-                    // Held for one attempt, as writes hold it.
-                    let _permit = self.permits.acquire().await;
-                    match request().await {
-                        Ok(value) => return Ok(value),
-                        Err(error) => error,
-                    }
-                };
-                if status_and_code(&error) == Some((404, Some("PathNotFound"))) {
-                    return Err(SinkError::NotFound {
-                        operation,
-                        path: path.to_owned(),
-                    });
-                }
-                let retry = is_transient(&error);
-                if !retries.wait(operation, &error, retry).await {
-                    return Err(self.give_up(&Failure { operation, error }, path, retry));
-                }
-            }
-        };
+        let attempts = self.send_with_retries(retry_until, || {
+            let sent = request();
+            async move { sent.await.map_err(Failure::of(operation)) }
+        });
         match tokio::time::timeout_at(deadline, attempts).await {
-            Ok(outcome) => outcome,
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(failure))
+                if status_and_code(&failure.error) == Some((404, Some("PathNotFound"))) =>
+            {
+                Err(SinkError::NotFound {
+                    operation,
+                    path: path.to_owned(),
+                })
+            }
+            Ok(Err(failure)) => {
+                let retryable = is_transient(&failure.error);
+                Err(self.give_up(&failure, path, retryable))
+            }
             Err(_) => Err(past_deadline(operation, path.to_owned())),
         }
     }

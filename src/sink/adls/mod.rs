@@ -14,13 +14,18 @@
 //! earlier attempt that is still in flight. When a rename fails without a clear answer (a
 //! timeout, a reset connection, a 5xx), the final path is looked at before the write is
 //! called failed: the rename may have happened with its answer lost.
+//!
+//! Files spooled to local disk (compaction's parts) follow the same protocol a chunk at a
+//! time, each request retried on its own (`spooled`).
 
 mod client;
 mod diagnosis;
 mod files;
 mod retry;
+mod spooled;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -32,6 +37,7 @@ use tokio::time::Instant;
 
 pub use self::client::ClientError;
 use self::retry::{is_transient, status_and_code, Retries};
+pub use self::spooled::APPEND_CHUNK;
 use super::{LakeFile, ListPages, Sink, SinkError, Stored};
 use crate::configuration::AdlsSettings;
 use crate::domain::{lake_path, LakePath, Segment};
@@ -195,20 +201,15 @@ impl Sink for AdlsSink {
     }
 
     async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
-        Err(SinkError::Task(format!(
-            "listing folders of {} on ADLS is not built yet",
-            lake_path::join(folder)
-        )))
+        self.inner.folders(folder).await
     }
 
     async fn store_spooled(
         &self,
         path: &LakePath,
-        _spooled: &std::path::Path,
+        spooled: &std::path::Path,
     ) -> Result<Stored, SinkError> {
-        Err(SinkError::Task(format!(
-            "storing a spooled file at {path} on ADLS is not built yet"
-        )))
+        self.inner.store_spooled(path, spooled).await
     }
 
     fn describe(&self) -> String {
@@ -287,13 +288,12 @@ impl Inner {
         contents: &Bytes,
     ) -> Result<Stored, Failure> {
         self.ensure_folder(folder).await?;
-        let temp = self.filesystem.get_file_client(format!(
-            "{}/{name}.{}",
-            self.temp_folder,
-            random_suffix()
-        ));
+        let temp = self.temp_file(name);
         let outcome = match write_complete(&temp, contents).await {
-            Ok(()) => self.publish(&temp, path, folder, contents.len()).await,
+            Ok(()) => {
+                self.publish(&temp, path, folder, contents.len() as u64)
+                    .await
+            }
             Err(failure) => Err(failure),
         };
         if !matches!(outcome, Ok(Published::Renamed)) {
@@ -302,13 +302,19 @@ impl Inner {
         outcome.map(Published::stored)
     }
 
+    /// A fresh temporary file for a file named `name`: `<directory>/_tmp/<name>.<random>`.
+    fn temp_file(&self, name: &str) -> FileClient {
+        self.filesystem
+            .get_file_client(format!("{}/{name}.{}", self.temp_folder, random_suffix()))
+    }
+
     /// Renames the complete temporary file onto `path` unless something is there.
     async fn publish(
         &self,
         temp: &FileClient,
         path: &str,
         folder: &str,
-        length: usize,
+        length: u64,
     ) -> Result<Published, Failure> {
         let mut renamed = temp.rename_if_not_exists(path).await;
         if let Err(error) = &renamed {
@@ -335,6 +341,36 @@ impl Inner {
             }
         }
         Err(Failure::of("renaming into place")(error))
+    }
+
+    /// Sends a request until it succeeds, fails for good (not transient) or `retry_until`
+    /// passes, holding a write permit for each try (not across the waits) and logging
+    /// each retry; otherwise the last failure. For operations whose every request may be
+    /// repeated as it stands (listings, reads, deletes, and each step of a spooled upload).
+    async fn send_with_retries<T, F, Fut>(
+        &self,
+        retry_until: Instant,
+        mut request: F,
+    ) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut retries = Retries::until(retry_until);
+        loop {
+            let failure = {
+                // The semaphore is never closed, so a permit always comes.
+                let _permit = self.permits.acquire().await;
+                match request().await {
+                    Ok(value) => return Ok(value),
+                    Err(failure) => failure,
+                }
+            };
+            let retry = is_transient(&failure.error);
+            if !retries.wait(failure.operation, &failure.error, retry).await {
+                return Err(failure);
+            }
+        }
     }
 
     /// Creates `folder` (and its parents) unless it is known to exist.
@@ -421,6 +457,11 @@ fn past_deadline(operation: &'static str, path: String) -> SinkError {
 /// temporary name.
 async fn write_complete(file: &FileClient, contents: &Bytes) -> Result<(), Failure> {
     file.create().await.map_err(Failure::of("creating"))?;
+    if contents.is_empty() {
+        // Created empty is complete; the service refuses an append of no bytes (400
+        // InvalidHeaderValue). Compaction's markers and watermarks are empty files.
+        return Ok(());
+    }
     client::append_and_flush(file, contents)
         .await
         .map_err(Failure::of("writing"))

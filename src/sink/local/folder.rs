@@ -132,6 +132,18 @@ impl Folder {
         staging: Staging,
         flush: bool,
     ) -> io::Result<Staged> {
+        self.stage_with(temp, staging, flush, |file| file.write_all(contents))
+    }
+
+    /// As [`Folder::stage`], with the contents written by `write` (a streaming copy of a
+    /// large file, say).
+    pub(super) fn stage_with(
+        &self,
+        temp: &TempNames,
+        staging: Staging,
+        flush: bool,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<Staged> {
         let (mut file, staged_name) = match (staging, &self.handle) {
             (Staging::Unnamed, Some(dir)) => (sys::unnamed_file_at(dir)?, None),
             _ => {
@@ -143,9 +155,7 @@ impl Folder {
                 (file, Some(name))
             }
         };
-        let written =
-            file.write_all(contents)
-                .and_then(|()| if flush { file.sync_data() } else { Ok(()) });
+        let written = write(&mut file).and_then(|()| if flush { file.sync_data() } else { Ok(()) });
         match (written, staged_name) {
             (Ok(()), None) => Ok(Staged::Unnamed(file)),
             (Ok(()), Some(name)) => Ok(Staged::Named(name)),
@@ -198,7 +208,7 @@ pub(super) fn discard(staged: Staged) {
     }
 }
 
-fn links_unsupported(error: &io::Error) -> bool {
+pub(super) fn links_unsupported(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied

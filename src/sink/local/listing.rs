@@ -133,22 +133,11 @@ fn open(dir: &Path) -> io::Result<Option<ReadDir>> {
     }
 }
 
-/// The lake folders directly under `dir` (none when it is missing or a file).
+/// The lake folders directly under `dir` (none when it is missing or a file). Names no
+/// segment could produce are left out, the temporary folder (`.tmp`) among them.
 pub(super) fn child_folders(dir: &Path) -> io::Result<Vec<Segment>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(Vec::new())
-        }
-        Err(error) => return Err(error),
-    };
     let mut folders = Vec::new();
-    for entry in entries {
+    for entry in open(dir)?.into_iter().flatten() {
         let entry = entry?;
         if !entry.file_type()?.is_dir() {
             continue;

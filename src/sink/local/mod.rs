@@ -16,16 +16,22 @@
 //! ([`GroupSync`]). That keeps a 100-event batch at two disk flushes instead of two
 //! hundred, and bounds the descriptors a request holds to two per file of a chunk.
 //!
+//! A file spooled to local disk first (compaction's parts, up to several GB) is never read
+//! into memory: on the lake's file system it is hard-linked into place, from another it is
+//! copied in a stream into the staging (`spooled`).
+//!
 //! Listing walks the folder tree a page at a time on the blocking pool (`listing`).
 //! Deleting does not flush: a delete lost in a crash brings back a complete file that was
 //! stored once, which readers must accept anyway (a redelivered event writes it again).
 
 mod folder;
 mod listing;
+mod spooled;
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -73,10 +79,12 @@ enum Durability {
 /// Where one file of a request stands.
 enum Progress {
     Done(Result<Stored, SinkError>),
-    /// Present already: stored once the names are flushed.
-    Present {
+    /// Under its name (present already, or linked there by this call): stored once the
+    /// names are flushed.
+    Named {
         path: LakePath,
         folder: PathBuf,
+        stored: Stored,
     },
     Staged {
         path: LakePath,
@@ -161,12 +169,7 @@ impl Sink for LocalLake {
     }
 
     async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
-        let dir = folder
-            .iter()
-            .fold(self.inner.container_root.clone(), |mut dir, segment| {
-                dir.push(segment.as_str());
-                dir
-            });
+        let dir = self.inner.dir_of(folder);
         let listed = tokio::task::spawn_blocking(move || listing::child_folders(&dir))
             .await
             .map_err(|error| SinkError::Task(error.to_string()))?;
@@ -178,18 +181,11 @@ impl Sink for LocalLake {
     }
 
     async fn store_spooled(&self, path: &LakePath, spooled: &Path) -> Result<Stored, SinkError> {
-        // TEMPORARY: reads the spooled file into memory; replaced by a streaming copy.
-        let contents = tokio::fs::read(spooled)
+        let inner = Arc::clone(&self.inner);
+        let (path, spooled) = (path.clone(), spooled.to_path_buf());
+        tokio::task::spawn_blocking(move || inner.store_spooled(&path, &spooled))
             .await
-            .map_err(|source| io_error("reading the spooled file for", path, source))?;
-        let file = LakeFile {
-            path: path.clone(),
-            contents,
-        };
-        self.store_all(vec![file])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(SinkError::Task("no result".to_owned())))
+            .map_err(|error| SinkError::Task(error.to_string()))?
     }
 
     fn describe(&self) -> String {
@@ -233,56 +229,75 @@ impl Inner {
 
     /// Writes a file complete, without making it visible.
     fn stage(&self, file: LakeFile, folders: &mut HashMap<PathBuf, Folder>) -> Progress {
-        let parent = file.path.parent_segments().iter().fold(
-            self.container_root.clone(),
-            |mut dir, segment| {
-                dir.push(segment.as_str());
-                dir
-            },
-        );
-        let folder = match folders.entry(parent) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                match Folder::open(entry.key().clone()) {
-                    Ok(folder) => entry.insert(folder),
-                    Err(source) => {
-                        return Progress::Done(Err(io_error(
-                            "opening folder of",
-                            &file.path,
-                            source,
-                        )))
-                    }
-                }
-            }
+        let LakeFile { path, contents } = file;
+        let folder = match self.open_folder(&path, folders) {
+            Ok(folder) => folder,
+            Err(error) => return Progress::Done(Err(error)),
         };
-        let name = file.path.file_name().as_str();
         // With unnamed staging, `linkat` itself tells a redelivery (EEXIST): a lookup first
         // would cost every new file a search of a folder holding an hour of changes, to
         // spare the rare redelivery one write. Named staging may end in a rename, which
         // cannot tell, so it looks first.
-        if self.staging == Staging::Named {
+        let look_first = self.staging == Staging::Named;
+        self.stage_in(path, folder, look_first, |staged| {
+            staged.write_all(&contents)
+        })
+    }
+
+    /// The folder a file goes to, opened once per chunk (usually one).
+    fn open_folder<'f>(
+        &self,
+        path: &LakePath,
+        folders: &'f mut HashMap<PathBuf, Folder>,
+    ) -> Result<&'f Folder, SinkError> {
+        match folders.entry(self.dir_of(path.parent_segments())) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => match Folder::open(entry.key().clone()) {
+                Ok(folder) => Ok(entry.insert(folder)),
+                Err(source) => Err(io_error("opening folder of", path, source)),
+            },
+        }
+    }
+
+    /// Stages a file in `folder`, its contents written by `write`; when `look_first`, a
+    /// name already taken is found before anything is written.
+    fn stage_in(
+        &self,
+        path: LakePath,
+        folder: &Folder,
+        look_first: bool,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> Progress {
+        let name = path.file_name().as_str();
+        if look_first {
             match folder.contains(name) {
                 Ok(true) => {
-                    return Progress::Present {
+                    return Progress::Named {
                         folder: folder.path().to_path_buf(),
-                        path: file.path,
+                        path,
+                        stored: Stored::AlreadyPresent,
                     }
                 }
                 Ok(false) => {}
-                Err(source) => {
-                    return Progress::Done(Err(io_error("checking", &file.path, source)))
-                }
+                Err(source) => return Progress::Done(Err(io_error("checking", &path, source))),
             }
         }
         let flush_each = matches!(self.durability, Some(Durability::PerFile));
-        match folder.stage(&file.contents, &self.temp_names, self.staging, flush_each) {
+        match folder.stage_with(&self.temp_names, self.staging, flush_each, write) {
             Ok(staged) => Progress::Staged {
                 folder: folder.path().to_path_buf(),
-                path: file.path,
+                path,
                 staged,
             },
-            Err(source) => Progress::Done(Err(io_error("writing", &file.path, source))),
+            Err(source) => Progress::Done(Err(io_error("writing", &path, source))),
         }
+    }
+
+    /// The directory of a lake folder.
+    fn dir_of(&self, folder: &[Segment]) -> PathBuf {
+        let mut dir = self.container_root.clone();
+        dir.extend(folder.iter().map(Segment::as_str));
+        dir
     }
 
     /// Publishes every staged file of a chunk once their contents are durable, then makes
@@ -308,9 +323,13 @@ impl Inner {
         for (index, progress) in chunk.into_iter().enumerate() {
             let (result, folder) = match progress {
                 Progress::Done(result) => (result, None),
-                Progress::Present { path, folder } => {
+                Progress::Named {
+                    path,
+                    folder,
+                    stored,
+                } => {
                     pending.push((index, path));
-                    (Ok(Stored::AlreadyPresent), folders.get(&folder))
+                    (Ok(stored), folders.get(&folder))
                 }
                 Progress::Staged {
                     path,
