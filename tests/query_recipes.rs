@@ -29,7 +29,7 @@ const README_HOUR: u32 = START + 3600;
 const DB: &str = "sample_mflix";
 const COLL: &str = "movies";
 /// `COMPACT_FORMAT` for the lake the recipes read.
-const FORMATS: &str = "jsonl";
+const FORMATS: &str = "jsonl,parquet";
 
 // ---------------------------------------------------------------------------------------
 // The simulated collection
@@ -576,11 +576,17 @@ async fn written_lake(encoding: Encoding) -> (tempfile::TempDir, History, u64) {
         hourly.join("_compact").is_dir(),
         "the recipes' globs pass by the hidden state"
     );
-    let late_part = hourly
+    let hour = hourly
         .join(DB)
         .join(COLL)
-        .join("year=2024/month=06/day=16/hour=10/events-20240616-10-2.jsonl");
-    assert_eq!(late_part.is_file(), !late.is_empty(), "a late part");
+        .join("year=2024/month=06/day=16/hour=10");
+    for late_part in ["events-20240616-10-2.jsonl", "events-20240616-10-2.parquet"] {
+        assert_eq!(
+            hour.join(late_part).is_file(),
+            !late.is_empty(),
+            "{late_part}"
+        );
+    }
     (lake, history, seed)
 }
 
@@ -588,7 +594,11 @@ async fn written_lake(encoding: Encoding) -> (tempfile::TempDir, History, u64) {
 async fn duckdb_runs_the_readme_recipes_to_the_collections_final_state() {
     for encoding in [Encoding::Canonical, Encoding::Relaxed] {
         let (lake, history, seed) = written_lake(encoding).await;
-        for source in ["change-files", "changes-hourly-jsonl"] {
+        for source in [
+            "change-files",
+            "changes-hourly-jsonl",
+            "changes-hourly-parquet",
+        ] {
             let actual = duckdb_current_state(source, lake.path());
             let what = format!("{source}, {encoding:?}");
             assert_state(&what, seed, &history.expected(encoding), &actual);

@@ -15,8 +15,12 @@ use super::{CompactError, Formats, PassSummary};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
-/// Change files read at once: enough to hide ADLS's latency, few enough for memory.
-const READS_IN_FLIGHT: usize = 32;
+/// Change files asked for in one [`Sink::read_all`].
+const READ_CHUNK: usize = 256;
+/// Chunks read at once: one per core on the local lake, 64 requests on ADLS.
+const CHUNKS_IN_FLIGHT: usize = 2;
+/// Change files deleted at once.
+const DELETES_IN_FLIGHT: usize = 32;
 /// Rounds an hour may be looked at again after losing a race.
 const MAX_ATTEMPTS: usize = 8;
 
@@ -241,12 +245,19 @@ async fn gather(
                     selected.push(listed.path);
                 }
             }
-            let mut reads = futures_util::stream::iter(selected)
-                .map(|path| async move { context.sink.read(&path).await })
-                .buffer_unordered(READS_IN_FLIGHT);
+            // Chunks of a page, two at a time: the local lake reads a chunk on one
+            // blocking thread, ADLS a chunk's files concurrently.
+            let chunks: Vec<Vec<LakePath>> = selected
+                .chunks(READ_CHUNK)
+                .map(<[LakePath]>::to_vec)
+                .collect();
+            let mut reads = futures_util::stream::iter(chunks)
+                .map(|chunk| context.sink.read_all(chunk))
+                .buffered(CHUNKS_IN_FLIGHT)
+                .flat_map(futures_util::stream::iter);
             while let Some(read) = reads.next().await {
                 let line = match read {
-                    Ok(bytes) => bytes.to_vec(),
+                    Ok(bytes) => Vec::from(bytes),
                     Err(SinkError::NotFound { .. }) => return Ok(None),
                     Err(error) => return Err(error.into()),
                 };
@@ -375,12 +386,12 @@ fn write_spooled(
                 source,
             },
         })?;
+    // Durability is the store's: `store_spooled` flushes what it publishes.
     if let Some(out) = jsonl_out {
-        let file = out.into_inner().map_err(|error| CompactError::Spool {
+        out.into_inner().map_err(|error| CompactError::Spool {
             path: jsonl.to_path_buf(),
             source: error.into_error(),
         })?;
-        file.sync_all().map_err(spool_error(jsonl))?;
     }
     if let Some(out) = parquet_out {
         out.finish()?;
@@ -418,7 +429,7 @@ async fn delete_sources(
                 .collect();
             let mut deletions = futures_util::stream::iter(doomed)
                 .map(|path| async move { context.sink.delete(&path).await })
-                .buffer_unordered(READS_IN_FLIGHT);
+                .buffer_unordered(DELETES_IN_FLIGHT);
             while let Some(outcome) = deletions.next().await {
                 outcome?;
                 deleted += 1;

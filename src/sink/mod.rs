@@ -87,6 +87,10 @@ impl SinkError {
     }
 }
 
+/// Reads a store answers at once in [`Sink::read_all`]'s default: enough to hide a
+/// network store's latency.
+pub const READS_IN_FLIGHT: usize = 32;
+
 /// One file found by [`Sink::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -126,6 +130,19 @@ pub trait Sink: Send + Sync + 'static {
     /// The whole contents of a file (meant for change files: kilobytes to a few
     /// megabytes). [`SinkError::NotFound`] when it is not there.
     async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError>;
+
+    /// Reads many files: one result per path, in order. The default reads
+    /// [`READS_IN_FLIGHT`] at a time; a store where a read is a blocking system call
+    /// reads them together on one thread, as [`Sink::store_all`] writes (a task per
+    /// small file costs more than the read).
+    async fn read_all(&self, paths: Vec<LakePath>) -> Vec<Result<Bytes, SinkError>> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(paths)
+            .map(|path| async move { self.read(&path).await })
+            .buffered(READS_IN_FLIGHT)
+            .collect()
+            .await
+    }
 
     /// Removes a file. A file that is not there is not an error: deleting twice, or after
     /// another process did, succeeds.

@@ -150,13 +150,27 @@ impl Sink for LocalLake {
     }
 
     async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
-        match tokio::fs::read(path.under(&self.inner.container_root)).await {
-            Ok(contents) => Ok(Bytes::from(contents)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
-                operation: "reading",
-                path: path.to_string(),
-            }),
-            Err(source) => Err(io_error("reading", path, source)),
+        let root = self.inner.container_root.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_file(&root, &path))
+            .await
+            .unwrap_or_else(|error| Err(SinkError::Task(error.to_string())))
+    }
+
+    async fn read_all(&self, paths: Vec<LakePath>) -> Vec<Result<Bytes, SinkError>> {
+        let count = paths.len();
+        let root = self.inner.container_root.clone();
+        let read = move || {
+            paths
+                .iter()
+                .map(|path| read_file(&root, path))
+                .collect::<Vec<_>>()
+        };
+        match tokio::task::spawn_blocking(read).await {
+            Ok(results) => results,
+            Err(error) => (0..count)
+                .map(|_| Err(SinkError::Task(error.to_string())))
+                .collect(),
         }
     }
 
@@ -190,6 +204,18 @@ impl Sink for LocalLake {
 
     fn describe(&self) -> String {
         format!("local lake at {}", self.inner.container_root.display())
+    }
+}
+
+/// Reads one file of the lake (blocking).
+fn read_file(root: &Path, path: &LakePath) -> Result<Bytes, SinkError> {
+    match fs::read(path.under(root)) {
+        Ok(contents) => Ok(Bytes::from(contents)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
+            operation: "reading",
+            path: path.to_string(),
+        }),
+        Err(source) => Err(io_error("reading", path, source)),
     }
 }
 
