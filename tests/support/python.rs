@@ -79,7 +79,7 @@ fn venv() -> PathBuf {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(["--only-binary", ":all:", "-r"])
+        .args(["--only-binary", ":all:", "--no-binary", "pyspark", "-r"])
         .arg(&requirements)
         .output()
         .expect("the new virtualenv's python runs");
