@@ -171,10 +171,12 @@ mod tests {
         for accepted in ["mongo/changes-hourly", "changes", "hourly/mongo/changes"] {
             assert!(with(accepted).is_ok(), "{accepted}");
         }
-        // A change directory at the container's root leaves no room beside it.
-        assert_eq!(
-            error_setting(&[("STORAGE_DIRECTORY", "/")]),
-            "COMPACT_DIRECTORY"
-        );
+        // A change directory at the container's root leaves no room beside it: the
+        // ingest still runs, with compaction off (and no late markers).
+        let at_root = settings(&[("STORAGE_DIRECTORY", "/")]).expect("ingest still runs");
+        assert!(!at_root.compact.enabled);
+        let chosen = settings(&[("COMPACT_ENABLED", "false")]).expect("valid");
+        assert!(!chosen.compact.enabled);
+        assert!(settings(&[]).expect("valid").compact.enabled, "on by default");
     }
 }
