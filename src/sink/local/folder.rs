@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sink::Stored;
 
+/// Initial buffer for a file read whole: change files are a few KB.
+const READ_GUESS: usize = 8 << 10;
+
 /// A file written complete but not yet visible under its final name.
 pub(super) enum Staged {
     /// Linux `O_TMPFILE`: an open file with no name yet; it vanishes if dropped.
@@ -107,8 +110,41 @@ impl Folder {
         Ok(Folder { path, handle })
     }
 
+    /// Opens a folder that should exist (reading; nothing is created).
+    pub(super) fn open_existing(path: PathBuf) -> io::Result<Folder> {
+        let handle = sys::open_dir(&path)?;
+        Ok(Folder { path, handle })
+    }
+
     pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The whole contents of the file `name` here. Opened relative to the folder and
+    /// without updating its access time (Linux): a pass reads a million files, and both
+    /// the path walk and the atime write were a fifth of its time.
+    pub(super) fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut file = match &self.handle {
+            Some(dir) => sys::open_read_at(dir, name)?,
+            None => File::open(self.path.join(name))?,
+        };
+        // Not `read_to_end`: for a `File` it asks the size first (a `statx` per file).
+        let mut contents = vec![0; READ_GUESS];
+        let mut filled = 0;
+        loop {
+            if filled == contents.len() {
+                contents.resize(contents.len() * 2, 0);
+            }
+            match file.read(&mut contents[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        contents.truncate(filled);
+        Ok(contents)
     }
 
     /// Whether `name` exists here (as anything: a file that is there is never replaced).
@@ -249,6 +285,28 @@ mod sys {
             .map(Some)
     }
 
+    /// Opens `name` in `dir` for reading, without updating its access time when the
+    /// process may ask that (`O_NOATIME` needs the file's owner; else an ordinary open).
+    pub(super) fn open_read_at(dir: &File, name: &str) -> io::Result<File> {
+        let name = c_name(name)?;
+        let open = |flags: libc::c_int| {
+            // SAFETY: a valid descriptor and a NUL-terminated name; on success we own
+            // the returned descriptor.
+            let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                // SAFETY: `fd` is a fresh descriptor nobody else owns.
+                Ok(unsafe { File::from_raw_fd(fd) })
+            }
+        };
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        match open(flags | libc::O_NOATIME) {
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => open(flags),
+            other => other,
+        }
+    }
+
     pub(super) fn exists_at(dir: &File, name: &str) -> io::Result<bool> {
         let name = c_name(name)?;
         // SAFETY: `stat` is plain data that fstatat fills in; both pointers are valid
@@ -349,6 +407,10 @@ mod sys {
 
     pub(super) fn open_dir(_path: &Path) -> io::Result<Option<File>> {
         Ok(None)
+    }
+
+    pub(super) fn open_read_at(_dir: &File, _name: &str) -> io::Result<File> {
+        unreachable!("no folder handles off Linux")
     }
 
     pub(super) fn exists_at(_dir: &File, _name: &str) -> io::Result<bool> {

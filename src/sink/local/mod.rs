@@ -152,20 +152,17 @@ impl Sink for LocalLake {
     async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
         let root = self.inner.container_root.clone();
         let path = path.clone();
-        tokio::task::spawn_blocking(move || read_file(&root, &path))
+        tokio::task::spawn_blocking(move || read_files(&root, std::slice::from_ref(&path)))
             .await
-            .unwrap_or_else(|error| Err(SinkError::Task(error.to_string())))
+            .map_err(|error| SinkError::Task(error.to_string()))?
+            .pop()
+            .unwrap_or_else(|| Err(SinkError::Task("no result".to_owned())))
     }
 
     async fn read_all(&self, paths: Vec<LakePath>) -> Vec<Result<Bytes, SinkError>> {
         let count = paths.len();
         let root = self.inner.container_root.clone();
-        let read = move || {
-            paths
-                .iter()
-                .map(|path| read_file(&root, path))
-                .collect::<Vec<_>>()
-        };
+        let read = move || read_files(&root, &paths);
         match tokio::task::spawn_blocking(read).await {
             Ok(results) => results,
             Err(error) => (0..count)
@@ -207,16 +204,34 @@ impl Sink for LocalLake {
     }
 }
 
-/// Reads one file of the lake (blocking).
-fn read_file(root: &Path, path: &LakePath) -> Result<Bytes, SinkError> {
-    match fs::read(path.under(root)) {
-        Ok(contents) => Ok(Bytes::from(contents)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
-            operation: "reading",
-            path: path.to_string(),
-        }),
-        Err(source) => Err(io_error("reading", path, source)),
+/// Reads files of the lake (blocking), opening each folder once for a run of paths in it.
+fn read_files(root: &Path, paths: &[LakePath]) -> Vec<Result<Bytes, SinkError>> {
+    let mut results = Vec::with_capacity(paths.len());
+    let mut folder: Option<(&[Segment], io::Result<Folder>)> = None;
+    for path in paths {
+        let parent = path.parent_segments();
+        if folder.as_ref().is_none_or(|(open, _)| *open != parent) {
+            let dir = parent.iter().fold(root.to_path_buf(), |mut dir, segment| {
+                dir.push(segment.as_str());
+                dir
+            });
+            folder = Some((parent, Folder::open_existing(dir)));
+        }
+        let read = match folder.as_ref().map(|(_, open)| open) {
+            Some(Ok(open)) => open.read(path.file_name().as_str()),
+            Some(Err(error)) => Err(copy_error(error)),
+            None => unreachable!("a folder was just opened"),
+        };
+        results.push(match read {
+            Ok(contents) => Ok(Bytes::from(contents)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(SinkError::NotFound {
+                operation: "reading",
+                path: path.to_string(),
+            }),
+            Err(source) => Err(io_error("reading", path, source)),
+        });
     }
+    results
 }
 
 fn io_error(operation: &'static str, path: &LakePath, source: io::Error) -> SinkError {
