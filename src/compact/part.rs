@@ -222,7 +222,7 @@ async fn gather(
     wanted: impl Fn(NameHash) -> bool,
 ) -> Result<Option<Gathered>, CompactError> {
     let spool = SpoolDir::create(context.spool_dir)?;
-    let mut sorter = Some(Sorter::new(spool.path()));
+    let mut sorter = Sorter::new(spool.path());
     let mut names = Vec::new();
     for folder in folders {
         let mut pages = context.sink.list(folder);
@@ -267,26 +267,22 @@ async fn gather(
                         key.db, key.coll, key.hour
                     ))
                 })?;
-                let Some(active) = sorter.as_mut() else {
-                    unreachable!("the sorter is always put back")
-                };
-                active.push(Entry {
+                sorter.push(Entry {
                     key: key_text,
                     line,
                 });
-                if active.is_full() {
-                    let mut full = sorter.take().unwrap_or_else(|| unreachable!());
-                    let spilled = tokio::task::spawn_blocking(move || full.spill().map(|()| full))
+                if sorter.is_full() {
+                    let run = sorter.take_run();
+                    let written = tokio::task::spawn_blocking(move || run.write())
                         .await
                         .map_err(|error| {
                             CompactError::Storage(SinkError::Task(error.to_string()))
                         })?;
-                    sorter = Some(spilled.map_err(|source| spool.error(source))?);
+                    sorter.add_run(written.map_err(|source| spool.error(source))?);
                 }
             }
         }
     }
-    let sorter = sorter.unwrap_or_else(|| unreachable!("the sorter is always put back"));
     Ok(Some(Gathered {
         sorter,
         names,
@@ -294,8 +290,23 @@ async fn gather(
     }))
 }
 
-/// The record's `eventId`, the sort key. Records are written by `Record::to_json_line`.
+/// The record's `eventId`, the sort key. Records are written by `Record::to_json_line`,
+/// which puts it third, after two short fields, as a hex string: found there without
+/// parsing the document that follows; anything else is parsed in full.
 fn event_id(line: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b",\"eventId\":\"";
+    let head = &line[..line.len().min(HEAD_BYTES)];
+    if line.starts_with(b"{\"operationType\":\"") {
+        if let Some(at) = head.windows(KEY.len()).position(|window| window == KEY) {
+            let value = &line[at + KEY.len()..];
+            if let Some(end) = value.iter().position(|&byte| byte == b'"') {
+                let id = &value[..end];
+                if !id.is_empty() && id.iter().all(u8::is_ascii_hexdigit) {
+                    return std::str::from_utf8(id).ok().map(str::to_owned);
+                }
+            }
+        }
+    }
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(rename = "eventId", borrow)]
@@ -305,6 +316,10 @@ fn event_id(line: &[u8]) -> Option<String> {
         .ok()
         .map(|head| head.event_id.into_owned())
 }
+
+/// How far into a record its `eventId` is looked for: past `operationType` and
+/// `dataSource`, whose values are short.
+const HEAD_BYTES: usize = 128;
 
 /// Writes part `number`'s data files from the sorted records and publishes them
 /// write-once. Returns the records and bytes written.
@@ -437,6 +452,25 @@ async fn delete_sources(
         }
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_id;
+
+    #[test]
+    fn event_ids_are_found_fast_or_parsed() {
+        let fast =
+            br#"{"operationType":"insert","dataSource":"fullDocument","eventId":"82AB01","ns":{}}"#;
+        assert_eq!(event_id(fast).as_deref(), Some("82AB01"));
+        // Not hex, another order, escapes: the full parse decides.
+        let odd = br#"{"operationType":"insert","eventId":"a\u0062c","dataSource":"x"}"#;
+        assert_eq!(event_id(odd).as_deref(), Some("abc"));
+        let later = br#"{"data":{"eventId":"no"},"eventId":"82FF"}"#;
+        assert_eq!(event_id(later).as_deref(), Some("82FF"));
+        assert_eq!(event_id(br#"{"operationType":"insert"}"#), None);
+        assert_eq!(event_id(b"not json"), None);
+    }
 }
 
 async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored, CompactError> {

@@ -53,26 +53,34 @@ impl Sorter {
     }
 
     pub fn push(&mut self, entry: Entry) {
-        self.buffered += entry.key.len() + entry.line.len() + std::mem::size_of::<Entry>();
+        // Capacities, not lengths: what the buffer really holds.
+        self.buffered +=
+            entry.key.capacity() + entry.line.capacity() + std::mem::size_of::<Entry>();
         self.buffer.push(entry);
     }
 
-    /// Writes the buffer as a sorted run.
+    /// Takes the buffer out as the next run to write, so that the writing can happen on
+    /// a blocking thread while the sorter stays where it is.
+    pub fn take_run(&mut self) -> Run {
+        self.buffered = 0;
+        Run {
+            entries: std::mem::take(&mut self.buffer),
+            path: self.dir.join(format!("run-{}", self.runs.len() + 1)),
+        }
+    }
+
+    /// Records a run written by [`Run::write`].
+    pub fn add_run(&mut self, path: std::path::PathBuf) {
+        self.runs.push(path);
+    }
+
+    /// Writes the buffer as a sorted run, here (blocking).
     pub fn spill(&mut self) -> io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut buffer = std::mem::take(&mut self.buffer);
-        self.buffered = 0;
-        buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let path = self.dir.join(format!("run-{}", self.runs.len()));
-        let mut out = BufWriter::with_capacity(MERGE_BUFFER, File::create(&path)?);
-        for entry in &buffer {
-            write_chunk(&mut out, entry.key.as_bytes())?;
-            write_chunk(&mut out, &entry.line)?;
-        }
-        out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        self.runs.push(path);
+        let path = self.take_run().write()?;
+        self.add_run(path);
         Ok(())
     }
 
@@ -101,6 +109,26 @@ impl Sorter {
             }
         }
         Ok(())
+    }
+}
+
+/// A full buffer on its way to disk.
+pub struct Run {
+    entries: Vec<Entry>,
+    path: std::path::PathBuf,
+}
+
+impl Run {
+    /// Sorts the entries and writes them (blocking); returns the run's file.
+    pub fn write(mut self) -> io::Result<std::path::PathBuf> {
+        self.entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut out = BufWriter::with_capacity(MERGE_BUFFER, File::create(&self.path)?);
+        for entry in &self.entries {
+            write_chunk(&mut out, entry.key.as_bytes())?;
+            write_chunk(&mut out, &entry.line)?;
+        }
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(self.path)
     }
 }
 

@@ -177,6 +177,9 @@ mod tests {
         assert!(!at_root.compact.enabled);
         let chosen = settings(&[("COMPACT_ENABLED", "false")]).expect("valid");
         assert!(!chosen.compact.enabled);
-        assert!(settings(&[]).expect("valid").compact.enabled, "on by default");
+        assert!(
+            settings(&[]).expect("valid").compact.enabled,
+            "on by default"
+        );
     }
 }

@@ -144,6 +144,8 @@ impl Folder {
             }
         }
         contents.truncate(filled);
+        // Callers keep what they read (a sort buffer of a million records): no slack.
+        contents.shrink_to_fit();
         Ok(contents)
     }
 
