@@ -454,25 +454,6 @@ async fn delete_sources(
     Ok(deleted)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::event_id;
-
-    #[test]
-    fn event_ids_are_found_fast_or_parsed() {
-        let fast =
-            br#"{"operationType":"insert","dataSource":"fullDocument","eventId":"82AB01","ns":{}}"#;
-        assert_eq!(event_id(fast).as_deref(), Some("82AB01"));
-        // Not hex, another order, escapes: the full parse decides.
-        let odd = br#"{"operationType":"insert","eventId":"a\u0062c","dataSource":"x"}"#;
-        assert_eq!(event_id(odd).as_deref(), Some("abc"));
-        let later = br#"{"data":{"eventId":"no"},"eventId":"82FF"}"#;
-        assert_eq!(event_id(later).as_deref(), Some("82FF"));
-        assert_eq!(event_id(br#"{"operationType":"insert"}"#), None);
-        assert_eq!(event_id(b"not json"), None);
-    }
-}
-
 async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored, CompactError> {
     sink.store_all(vec![file])
         .await
@@ -523,5 +504,24 @@ impl SpoolDir {
 impl Drop for SpoolDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_id;
+
+    #[test]
+    fn event_ids_are_found_fast_or_parsed() {
+        let fast =
+            br#"{"operationType":"insert","dataSource":"fullDocument","eventId":"82AB01","ns":{}}"#;
+        assert_eq!(event_id(fast).as_deref(), Some("82AB01"));
+        // Not hex, another order, escapes: the full parse decides.
+        let odd = br#"{"operationType":"insert","eventId":"a\u0062c","dataSource":"x"}"#;
+        assert_eq!(event_id(odd).as_deref(), Some("abc"));
+        let later = br#"{"data":{"eventId":"no"},"eventId":"82FF"}"#;
+        assert_eq!(event_id(later).as_deref(), Some("82FF"));
+        assert_eq!(event_id(br#"{"operationType":"insert"}"#), None);
+        assert_eq!(event_id(b"not json"), None);
     }
 }
