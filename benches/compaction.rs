@@ -110,6 +110,30 @@ fn run_compact(args: &[&str], settings: &[(&str, String)]) -> (f64, f64, String)
     (seconds, usage.ru_maxrss as f64 / 1024.0, text)
 }
 
+/// The hour's part holds every record once, in `eventId` order (read as a stream).
+fn check_part(lake: &Path, records: usize) {
+    use std::io::BufRead;
+    let part = lake.join(
+        "mongodb/changes-hourly/bench/events/year=2024/month=06/day=16/hour=10/events-20240616-10.jsonl",
+    );
+    let reader = std::io::BufReader::new(std::fs::File::open(part).expect("the part"));
+    let mut previous = String::new();
+    let mut lines = 0;
+    for line in reader.lines() {
+        let line = line.expect("a line");
+        let id = line
+            .split("\"eventId\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("eventId")
+            .to_owned();
+        assert!(id > previous, "line {lines}: not in eventId order, or doubled");
+        previous = id;
+        lines += 1;
+    }
+    assert_eq!(lines, records, "every record once");
+}
+
 fn summary_number(summary: &str, field: &str) -> u64 {
     let value: serde_json::Value = serde_json::from_str(summary.trim()).expect("summary JSON");
     value[field]
@@ -146,6 +170,9 @@ fn local_hour(root: &Path, records: usize, bytes: usize, format: &str, durable: 
         ],
     );
     assert_eq!(summary_number(&summary, "recordsCompacted"), records as u64);
+    if format.contains("jsonl") {
+        check_part(&lake, records);
+    }
     let lake_name = if durable {
         "local"
     } else {
