@@ -127,7 +127,10 @@ fn check_part(lake: &Path, records: usize) {
             .and_then(|rest| rest.split('"').next())
             .expect("eventId")
             .to_owned();
-        assert!(id > previous, "line {lines}: not in eventId order, or doubled");
+        assert!(
+            id > previous,
+            "line {lines}: not in eventId order, or doubled"
+        );
         previous = id;
         lines += 1;
     }
