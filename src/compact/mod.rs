@@ -235,11 +235,7 @@ impl Compactor {
         started: Instant,
         summary: &mut PassSummary,
     ) -> Result<(), CompactError> {
-        let now_seconds = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-            });
+        let now_seconds = late::unix_seconds(now);
         let delay = i64::try_from(self.settings.delay.as_secs()).unwrap_or(i64::MAX);
         // Closed: now > end + delay, i.e. end <= now - delay - 1.
         let last_closed = EventHour::of_unix_seconds(now_seconds - delay - 3_601);
@@ -353,11 +349,7 @@ async fn given_hours(
 }
 
 fn pass_marker_name() -> Result<Segment, CompactError> {
-    let mut random = [0u8; 8];
-    getrandom::getrandom(&mut random)
-        .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))?;
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Segment::assemble(format!("pass-{hex}")))
+    Ok(Segment::assemble(format!("pass-{}", part::random_hex()?)))
 }
 
 /// Every file under a folder (small folders: state).
@@ -376,11 +368,7 @@ async fn store_marker(sink: &dyn Sink, path: LakePath) -> Result<(), CompactErro
         path,
         contents: Vec::new(),
     };
-    sink.store_all(vec![file])
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))?;
-    Ok(())
+    part::store_one(sink, file).await.map(drop)
 }
 
 mod late;

@@ -454,12 +454,20 @@ async fn delete_sources(
     Ok(deleted)
 }
 
-async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored, CompactError> {
+pub(super) async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored, CompactError> {
     sink.store_all(vec![file])
         .await
         .pop()
         .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))
         .map_err(CompactError::from)
+}
+
+/// 16 random hex digits, for names no other pass or process picks.
+pub(super) fn random_hex() -> Result<String, CompactError> {
+    let mut random = [0u8; 8];
+    getrandom::getrandom(&mut random)
+        .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A private folder under `COMPACT_SPOOL_DIR` for one hour's runs and part files,
@@ -470,17 +478,7 @@ pub struct SpoolDir {
 
 impl SpoolDir {
     pub fn create(parent: &Path) -> Result<SpoolDir, CompactError> {
-        let mut random = [0u8; 8];
-        getrandom::getrandom(&mut random)
-            .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))?;
-        let name = format!(
-            "lake-compact-{}-{}",
-            std::process::id(),
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let name = format!("lake-compact-{}-{}", std::process::id(), random_hex()?);
         let path = parent.join(name);
         std::fs::create_dir_all(&path).map_err(|source| CompactError::Spool {
             path: path.clone(),
