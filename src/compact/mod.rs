@@ -36,16 +36,17 @@ pub struct Formats {
 }
 
 impl Formats {
+    /// The file extensions of the formats on (`jsonl`, `parquet`), which are also their
+    /// names in `COMPACT_FORMAT` and in claims.
+    pub fn extensions(self) -> impl Iterator<Item = &'static str> {
+        [(self.jsonl, "jsonl"), (self.parquet, "parquet")]
+            .into_iter()
+            .filter_map(|(on, extension)| on.then_some(extension))
+    }
+
     /// `jsonl`, `parquet` or `jsonl,parquet`: as claims record them.
     pub fn list(self) -> String {
-        let mut names = Vec::new();
-        if self.jsonl {
-            names.push("jsonl");
-        }
-        if self.parquet {
-            names.push("parquet");
-        }
-        names.join(",")
+        self.extensions().collect::<Vec<_>>().join(",")
     }
 
     /// Reads [`Formats::list`]'s names (from a claim, or `COMPACT_FORMAT`).
@@ -248,36 +249,40 @@ impl Compactor {
             .max();
         let markers = list_paths(context.sink, &context.paths.late_folder()).await?;
 
-        // New hours, oldest first: every collection of each hour, then its watermark.
-        let mut by_hour: BTreeMap<EventHour, Vec<CollectionHour>> = BTreeMap::new();
+        // New hours, oldest first: every collection of each hour, then its watermark. The
+        // first pass knows them from its one walk of the change directory; later passes
+        // (`None`) walk the template for each hour.
+        let mut by_hour: BTreeMap<EventHour, Option<Vec<CollectionHour>>> = BTreeMap::new();
         match watermark {
             None => {
+                let mut known: BTreeMap<EventHour, Vec<CollectionHour>> = BTreeMap::new();
                 for key in walk::every_hour(context.sink, context.layout).await? {
                     if key.hour <= last_closed {
-                        by_hour.entry(key.hour).or_default().push(key);
+                        known.entry(key.hour).or_default().push(key);
                     }
                 }
+                by_hour.extend(known.into_iter().map(|(hour, keys)| (hour, Some(keys))));
             }
             Some(mark) => {
                 let mut hour = mark.next();
                 while hour <= last_closed {
-                    by_hour.insert(hour, Vec::new());
+                    by_hour.insert(hour, None);
                     hour = hour.next();
                 }
             }
         }
-        let walk_each_hour = watermark.is_some();
-        for (hour, mut keys) in by_hour {
+        for (hour, known) in by_hour {
             if over_budget() {
                 summary.more_to_do = true;
                 break;
             }
-            if walk_each_hour {
-                keys = walk::folders_of_hour(context.layout, cache, hour, Collections::All)
+            let keys = match known {
+                Some(keys) => keys,
+                None => walk::folders_of_hour(context.layout, cache, hour, Collections::All)
                     .await?
                     .into_keys()
-                    .collect();
-            }
+                    .collect(),
+            };
             for key in &keys {
                 compact_hour(context, cache, key, summary).await?;
             }
@@ -352,8 +357,11 @@ fn pass_marker_name() -> Result<Segment, CompactError> {
     Ok(Segment::assemble(format!("pass-{}", part::random_hex()?)))
 }
 
-/// Every file under a folder (small folders: state).
-async fn list_paths(sink: &dyn Sink, folder: &[Segment]) -> Result<Vec<LakePath>, CompactError> {
+/// Every file under a folder (small folders: state, claims, an hour's parts).
+pub(super) async fn list_paths(
+    sink: &dyn Sink,
+    folder: &[Segment],
+) -> Result<Vec<LakePath>, CompactError> {
     let mut paths = Vec::new();
     let mut pages = sink.list(folder);
     while let Some(page) = pages.try_next().await? {

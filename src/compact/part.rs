@@ -11,7 +11,7 @@ use super::parquet::ParquetPartWriter;
 use super::sort::{Entry, Sorter};
 use super::state::{claim_text, parse_claim, Claim, CollectionHour, NameHash, StatePaths};
 use super::walk::{folders_of_hour, Collections, FolderCache};
-use super::{CompactError, Formats, PassSummary};
+use super::{list_paths, CompactError, Formats, PassSummary};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
@@ -81,15 +81,10 @@ async fn attempt(
     let present = data_file_names(context, key).await?;
     for (index, claim) in claims.iter().enumerate() {
         let number = part_number(index);
-        let missing: Vec<&str> = claim
-            .formats
-            .iter()
-            .map(String::as_str)
-            .filter(|format| {
-                !present.contains(context.paths.data_file(key, number, format).file_name())
-            })
-            .collect();
-        if missing.is_empty() {
+        let complete = claim.formats.extensions().all(|extension| {
+            present.contains(context.paths.data_file(key, number, extension).file_name())
+        });
+        if complete {
             continue;
         }
         // A pass died between claim and data: write the same part again.
@@ -103,8 +98,7 @@ async fn attempt(
                 key.db, key.coll, key.hour, claim.names.len() - gathered.names.len(), claim.names.len()
             )));
         }
-        let formats = Formats::parse_list(&claim.formats)?;
-        publish_data(context, key, number, formats, gathered.sorter).await?;
+        publish_data(context, key, number, claim.formats, gathered.sorter).await?;
     }
 
     let mut compacted: Vec<NameHash> = claims
@@ -156,15 +150,12 @@ async fn read_claims(
     context: &Context<'_>,
     key: &CollectionHour,
 ) -> Result<Vec<Claim>, CompactError> {
-    let mut numbered: Vec<(u32, LakePath)> = Vec::new();
-    let mut pages = context.sink.list(&context.paths.claims_folder(key));
-    while let Some(page) = pages.try_next().await? {
-        for listed in page {
-            if let Some(number) = StatePaths::claim_number(listed.path.file_name()) {
-                numbered.push((number, listed.path));
-            }
-        }
-    }
+    let mut numbered: Vec<(u32, LakePath)> =
+        list_paths(context.sink, &context.paths.claims_folder(key))
+            .await?
+            .into_iter()
+            .filter_map(|path| Some((StatePaths::claim_number(path.file_name())?, path)))
+            .collect();
     numbered.sort_by_key(|(number, _)| *number);
     let mut claims = Vec::with_capacity(numbered.len());
     for (index, (number, path)) in numbered.into_iter().enumerate() {
@@ -192,16 +183,28 @@ async fn data_file_names(
     key: &CollectionHour,
 ) -> Result<std::collections::HashSet<Segment>, CompactError> {
     let folder = context.paths.output_folder(key);
-    let mut names = std::collections::HashSet::new();
-    let mut pages = context.sink.list(&folder);
-    while let Some(page) = pages.try_next().await? {
-        names.extend(
-            page.into_iter()
-                .filter(|listed| listed.path.parent_segments() == folder.as_slice())
-                .map(|listed| listed.path.file_name().clone()),
-        );
+    Ok(list_paths(context.sink, &folder)
+        .await?
+        .into_iter()
+        .filter(|path| path.parent_segments() == folder.as_slice())
+        .map(|path| path.file_name().clone())
+        .collect())
+}
+
+/// The hash of `path`'s name when it is a change file of `key`'s hour directly in
+/// `folder` (the hour is in the name: nothing is read).
+fn record_of_hour(
+    context: &Context<'_>,
+    key: &CollectionHour,
+    folder: &[Segment],
+    path: &LakePath,
+) -> Option<NameHash> {
+    if path.parent_segments() != folder {
+        return None;
     }
-    Ok(names)
+    let seconds = context.layout.seconds_from_name(path.file_name())?;
+    (EventHour::of_unix_seconds(i64::from(seconds)) == key.hour)
+        .then(|| NameHash::of(path.file_name()))
 }
 
 /// The wanted change files of an hour, read and sorted.
@@ -229,20 +232,12 @@ async fn gather(
         while let Some(page) = pages.try_next().await? {
             let mut selected = Vec::new();
             for listed in page {
-                if listed.path.parent_segments() != folder.as_slice() {
-                    continue;
-                }
-                let Some(seconds) = context.layout.seconds_from_name(listed.path.file_name())
-                else {
-                    continue;
-                };
-                if EventHour::of_unix_seconds(i64::from(seconds)) != key.hour {
-                    continue;
-                }
-                let name = NameHash::of(listed.path.file_name());
-                if wanted(name) {
-                    names.push(name);
-                    selected.push(listed.path);
+                match record_of_hour(context, key, folder, &listed.path) {
+                    Some(name) if wanted(name) => {
+                        names.push(name);
+                        selected.push(listed.path);
+                    }
+                    _ => {}
                 }
             }
             // Chunks of a page, two at a time: the local lake reads a chunk on one
@@ -275,9 +270,7 @@ async fn gather(
                     let run = sorter.take_run();
                     let written = tokio::task::spawn_blocking(move || run.write())
                         .await
-                        .map_err(|error| {
-                            CompactError::Storage(SinkError::Task(error.to_string()))
-                        })?;
+                        .map_err(task_failed)?;
                     sorter.add_run(written.map_err(|source| spool.error(source))?);
                 }
             }
@@ -331,24 +324,20 @@ async fn publish_data(
     sorter: Sorter,
 ) -> Result<(u64, u64), CompactError> {
     let spool = SpoolDir::create(context.spool_dir)?;
-    let jsonl = spool.path().join("part.jsonl");
-    let parquet = spool.path().join("part.parquet");
-    let (jsonl_out, parquet_out) = (jsonl.clone(), parquet.clone());
-    let written = tokio::task::spawn_blocking(move || {
-        write_spooled(sorter, formats, &jsonl_out, &parquet_out)
-    })
-    .await
-    .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))??;
-    for (enabled, spooled, extension) in [
-        (formats.jsonl, &jsonl, "jsonl"),
-        (formats.parquet, &parquet, "parquet"),
-    ] {
-        if enabled {
-            let path = context.paths.data_file(key, number, extension);
-            // `AlreadyPresent`: a pass that died after publishing it, or one racing on the
-            // same repair; either way the same records in the same order.
-            context.sink.store_spooled(&path, spooled).await?;
-        }
+    let spooled = |extension: &str| spool.path().join(format!("part.{extension}"));
+    let (jsonl, parquet) = (spooled("jsonl"), spooled("parquet"));
+    let written =
+        tokio::task::spawn_blocking(move || write_spooled(sorter, formats, &jsonl, &parquet))
+            .await
+            .map_err(task_failed)??;
+    for extension in formats.extensions() {
+        let path = context.paths.data_file(key, number, extension);
+        // `AlreadyPresent`: a pass that died after publishing it, or one racing on the
+        // same repair; either way the same records in the same order.
+        context
+            .sink
+            .store_spooled(&path, &spooled(extension))
+            .await?;
     }
     Ok(written)
 }
@@ -428,19 +417,11 @@ async fn delete_sources(
         while let Some(page) = pages.try_next().await? {
             let doomed: Vec<LakePath> = page
                 .into_iter()
-                .filter(|listed| listed.path.parent_segments() == folder.as_slice())
-                .filter(|listed| {
-                    context
-                        .layout
-                        .seconds_from_name(listed.path.file_name())
-                        .is_some_and(|s| EventHour::of_unix_seconds(i64::from(s)) == key.hour)
-                })
-                .filter(|listed| {
-                    compacted
-                        .binary_search(&NameHash::of(listed.path.file_name()))
-                        .is_ok()
-                })
                 .map(|listed| listed.path)
+                .filter(|path| {
+                    record_of_hour(context, key, folder, path)
+                        .is_some_and(|name| compacted.binary_search(&name).is_ok())
+                })
                 .collect();
             let mut deletions = futures_util::stream::iter(doomed)
                 .map(|path| async move { context.sink.delete(&path).await })
@@ -462,11 +443,16 @@ pub(super) async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored,
         .map_err(CompactError::from)
 }
 
+/// A helper task or the system's random source failed: reported as a failed storage
+/// task, which the next pass may not meet.
+fn task_failed(error: impl std::fmt::Display) -> CompactError {
+    CompactError::Storage(SinkError::Task(error.to_string()))
+}
+
 /// 16 random hex digits, for names no other pass or process picks.
 pub(super) fn random_hex() -> Result<String, CompactError> {
     let mut random = [0u8; 8];
-    getrandom::getrandom(&mut random)
-        .map_err(|error| CompactError::Storage(SinkError::Task(error.to_string())))?;
+    getrandom::getrandom(&mut random).map_err(task_failed)?;
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::Formats;
 use crate::domain::{EventHour, LakePath, Segment};
 
 /// The hidden state folder under the compacted root. Encoded names never start with `_`,
@@ -194,19 +195,15 @@ pub fn claim_text(formats: &str, names: &[NameHash]) -> Vec<u8> {
 /// A claim read back: its formats and names (sorted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    pub formats: Vec<String>,
+    pub formats: Formats,
     pub names: Vec<NameHash>,
 }
 
 pub fn parse_claim(bytes: &[u8]) -> Option<Claim> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
-    let formats = lines
-        .next()?
-        .strip_prefix("formats ")?
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let names: Vec<&str> = lines.next()?.strip_prefix("formats ")?.split(',').collect();
+    let formats = Formats::parse_list(&names).ok()?;
     let mut names = lines.map(NameHash::parse_hex).collect::<Option<Vec<_>>>()?;
     names.sort_unstable();
     Some(Claim { formats, names })
@@ -257,8 +254,15 @@ mod tests {
     fn claims_round_trip() {
         let names = vec![NameHash(3), NameHash(u128::MAX), NameHash(0)];
         let claim = parse_claim(&claim_text("jsonl,parquet", &names)).expect("claim");
-        assert_eq!(claim.formats, ["jsonl", "parquet"]);
+        assert_eq!(
+            claim.formats,
+            Formats {
+                jsonl: true,
+                parquet: true
+            }
+        );
         assert_eq!(claim.names, [NameHash(0), NameHash(3), NameHash(u128::MAX)]);
         assert_eq!(parse_claim(b"formats jsonl\nnot hex\n"), None);
+        assert_eq!(parse_claim(b"formats csv\n"), None);
     }
 }

@@ -39,16 +39,12 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         // no "beside". Compaction is then off, rather than stopping the ingest.
         enabled = false;
     }
+    // The row's options are the only values `choice` lets through, and each is a list
+    // of formats the compactor reads the same way from a claim.
     let formats = match vars.choice(Key::CompactFormat)? {
-        Some("parquet") => Formats {
-            jsonl: false,
-            parquet: true,
-        },
-        Some("jsonl,parquet") => Formats {
-            jsonl: true,
-            parquet: true,
-        },
-        _ => Formats::default(),
+        Some(list) => Formats::parse_list(&list.split(',').collect::<Vec<_>>())
+            .map_err(|error| ConfigError::new(Key::CompactFormat.name(), error.to_string()))?,
+        None => Formats::default(),
     };
     let spool_dir = vars
         .text(Key::CompactSpoolDir)?
