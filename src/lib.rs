@@ -10,6 +10,7 @@
 mod blocking;
 pub mod cli;
 pub mod compact;
+pub mod mirror;
 pub mod configuration;
 pub mod domain;
 pub(crate) mod error;
