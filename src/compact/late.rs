@@ -73,7 +73,7 @@ impl MarkerCandidate {
 }
 
 /// Seconds since the Unix epoch (0 before it).
-pub(super) fn unix_seconds(time: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)

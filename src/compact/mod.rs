@@ -11,12 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::TryStreamExt;
 use serde::Serialize;
 
 use self::part::{compact_hour, Context};
 use self::state::StatePaths;
-pub use self::state::CollectionHour;
+pub use self::state::{CollectionHour, NameHash};
 use self::walk::{Collections, FolderCache};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{LakeFile, Sink, SinkError};
@@ -363,12 +362,7 @@ pub(super) async fn list_paths(
     sink: &dyn Sink,
     folder: &[Segment],
 ) -> Result<Vec<LakePath>, CompactError> {
-    let mut paths = Vec::new();
-    let mut pages = sink.list(folder);
-    while let Some(page) = pages.try_next().await? {
-        paths.extend(page.into_iter().map(|listed| listed.path));
-    }
-    Ok(paths)
+    Ok(sink.list_paths(folder).await?)
 }
 
 /// Stores an empty write-once file (a watermark or a marker); present already is fine.
@@ -383,11 +377,12 @@ async fn store_marker(sink: &dyn Sink, path: LakePath) -> Result<(), CompactErro
 mod late;
 mod state;
 
+pub(crate) use late::unix_seconds;
 pub use late::{LateMarkers, MarkerCandidate};
 pub mod parquet;
 mod part;
 mod sort;
-mod walk;
+pub(crate) mod walk;
 
 #[cfg(test)]
 mod tests;

@@ -436,11 +436,7 @@ async fn delete_sources(
 }
 
 pub(super) async fn store_one(sink: &dyn Sink, file: LakeFile) -> Result<Stored, CompactError> {
-    sink.store_all(vec![file])
-        .await
-        .pop()
-        .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))
-        .map_err(CompactError::from)
+    Ok(sink.store_one(file).await?)
 }
 
 /// A helper task or the system's random source failed: reported as a failed storage

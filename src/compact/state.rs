@@ -32,7 +32,12 @@ pub struct NameHash(pub u128);
 
 impl NameHash {
     pub fn of(name: &Segment) -> NameHash {
-        let digest = Sha256::digest(name.as_str().as_bytes());
+        NameHash::of_text(name.as_str())
+    }
+
+    /// The hash of any text (the mirror's keys).
+    pub fn of_text(text: &str) -> NameHash {
+        let digest = Sha256::digest(text.as_bytes());
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         NameHash(u128::from_be_bytes(first))

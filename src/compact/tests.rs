@@ -4,18 +4,17 @@
 //! `tests/compaction_adls.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::*;
 use crate::domain::extjson::Framing;
 use crate::domain::{Encoding, DEFAULT_TEMPLATE};
 use crate::ingest::Ingestor;
-use crate::sink::{ListPages, LocalLake, Stored};
+use crate::sink::testing::Stopping;
+use crate::sink::LocalLake;
 
 /// 2024-06-16T10:00:00Z.
 const HOUR_10: u32 = 1_718_532_000;
@@ -322,73 +321,6 @@ async fn two_passes_at_once_write_each_record_once() {
     );
 }
 
-/// Fails the `fail_at`-th storage operation (counting from 1) and every one after it,
-/// as a pass killed at that point would leave the lake.
-struct Stopping {
-    inner: Arc<dyn Sink>,
-    operations: AtomicU64,
-    fail_at: u64,
-}
-
-impl Stopping {
-    fn tick(&self) -> Result<(), SinkError> {
-        let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= self.fail_at {
-            Err(SinkError::Storage {
-                operation: "test",
-                path: String::new(),
-                detail: "stopped".to_owned(),
-                retryable: true,
-            })
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Sink for Stopping {
-    async fn store_all(&self, files: Vec<crate::sink::LakeFile>) -> Vec<Result<Stored, SinkError>> {
-        let mut results = Vec::new();
-        for file in files {
-            match self.tick() {
-                Ok(()) => results.extend(self.inner.store_all(vec![file]).await),
-                Err(error) => results.push(Err(error)),
-            }
-        }
-        results
-    }
-    fn list(&self, folder: &[Segment]) -> ListPages {
-        match self.tick() {
-            Ok(()) => self.inner.list(folder),
-            Err(error) => Box::pin(futures_util::stream::once(async move { Err(error) })),
-        }
-    }
-    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
-        self.tick()?;
-        self.inner.read(path).await
-    }
-    async fn delete(&self, path: &LakePath) -> Result<(), SinkError> {
-        self.tick()?;
-        self.inner.delete(path).await
-    }
-    async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
-        self.tick()?;
-        self.inner.folders(folder).await
-    }
-    async fn store_spooled(
-        &self,
-        path: &LakePath,
-        spooled: &std::path::Path,
-    ) -> Result<Stored, SinkError> {
-        self.tick()?;
-        self.inner.store_spooled(path, spooled).await
-    }
-    fn describe(&self) -> String {
-        "stopping".to_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
     let mut stops = 0;
@@ -410,11 +342,7 @@ async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
         lake.ingest(&[event("d", "c", HOUR_10 + 3 * 3600, 50)])
             .await; // a new hour, 13
 
-        let stopping = Arc::new(Stopping {
-            inner: Arc::clone(&lake.sink),
-            operations: AtomicU64::new(0),
-            fail_at,
-        });
+        let stopping = Arc::new(Stopping::new(Arc::clone(&lake.sink), fail_at));
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(HOUR_10) + 5 * 3600);
         let stopped = lake
             .compactor_on(stopping.clone(), settings.clone())
@@ -489,11 +417,7 @@ async fn an_idle_pass_lists_state_only() {
         .await
         .expect("first");
 
-    let counting = Arc::new(Stopping {
-        inner: Arc::clone(&lake.sink),
-        operations: AtomicU64::new(0),
-        fail_at: u64::MAX,
-    });
+    let counting = Arc::new(Stopping::new(Arc::clone(&lake.sink), u64::MAX));
     let summary = lake
         .compactor_on(counting.clone(), lake.settings())
         .run_pass(PassScope::Due, now)
@@ -501,7 +425,7 @@ async fn an_idle_pass_lists_state_only() {
         .expect("idle");
     assert_eq!(summary.hours_checked, 0, "{summary:?}");
     assert_eq!(
-        counting.operations.load(Ordering::SeqCst),
+        counting.operations(),
         2,
         "the watermark and late folders"
     );

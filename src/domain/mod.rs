@@ -12,6 +12,6 @@ pub(crate) mod record;
 pub use change_event::{ChangeEvent, DataChange, DataOperation, EventError, Namespace};
 pub use extjson::Encoding;
 pub use hour::{Calendar, EventHour, HourError};
-pub use lake_path::{LakePath, Segment, SegmentError};
+pub use lake_path::{short_hash, LakePath, Segment, SegmentError};
 pub use layout::{CompactionTemplateError, Level, PathLayout, TemplateError, DEFAULT_TEMPLATE};
 pub use record::{DataSource, Record};

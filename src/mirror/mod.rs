@@ -3,17 +3,27 @@
 //! "Issue #10"). A pass reads the lake through one [`Sink`] and publishes into the landing
 //! zone through another; neither knows which store it is.
 
+mod change;
 pub mod columns;
+mod landing;
 mod state;
+mod table;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::domain::{PathLayout, Segment};
+use self::landing::LandingPaths;
+use self::state::TableKey;
+use self::table::{mirror_table, Context, TableHours};
+use crate::compact::walk::{every_hour, folders_of_hour, Collections, FolderCache};
+use crate::compact::{unix_seconds, CollectionHour, CompactError};
+use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{Sink, SinkError};
 
+pub use landing::fabric_name;
 pub use state::MirrorPaths;
 
 /// How often the timer function runs a pass by default (NCRONTAB, every minute).
@@ -31,6 +41,9 @@ pub struct MirrorSettings {
     pub enabled: bool,
     /// The lake folder that holds `_mirror/` (the compaction root, `COMPACT_DIRECTORY`).
     pub state_root: Vec<Segment>,
+    /// The landing zone's folder inside its store (`.../Files/LandingZone` on OneLake;
+    /// empty for `MIRROR_LOCAL_DIR`, whose sink is rooted at the folder).
+    pub landing_directory: Vec<Segment>,
     /// An hour is closed for the mirror once a pass starts after its end plus this
     /// (`COMPACT_DELAY_SECS`: the ingest's late markers follow the same rule).
     pub delay: Duration,
@@ -121,8 +134,151 @@ impl Mirror {
             summary.off = true;
             return Ok(summary);
         }
-        let _ = (&self.lake, &self.landing, &self.layout, now);
+        let outcome = self.run(now, started, &mut summary).await;
+        if summary.without_full_document > 0 {
+            // A count only: the names (which hold `_id`s) are listed in the lake.
+            tracing::warn!(
+                updates = summary.without_full_document,
+                "updates without fullDocument cannot be mirrored (turn on the trigger's \"Full Document\"); listed under _mirror/noFullDocument/"
+            );
+        }
         summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(summary)
+        outcome.map(|()| summary)
+    }
+
+    async fn run(
+        &self,
+        now: SystemTime,
+        started: Instant,
+        summary: &mut MirrorSummary,
+    ) -> Result<(), MirrorError> {
+        let lake = self.lake.as_ref();
+        let paths = MirrorPaths::new(self.settings.state_root.clone());
+        let landing_paths = LandingPaths::new(self.settings.landing_directory.clone());
+        let start_seconds = unix_seconds(now);
+        let current = EventHour::of_unix_seconds(start_seconds);
+        let watermarks: Vec<EventHour> = lake
+            .list_paths(&paths.watermark_folder())
+            .await?
+            .iter()
+            .filter_map(|path| EventHour::from_compact_digits(path.file_name().as_str()))
+            .collect();
+        let watermark = watermarks.iter().max().copied();
+
+        // The open hours (every hour the first time), then the hours late markers name.
+        let mut cache = FolderCache::new(lake);
+        let mut work: BTreeMap<TableKey, TableHours> = BTreeMap::new();
+        let open: Vec<EventHour> = match watermark {
+            Some(first) => hours_between(first, current),
+            None => {
+                let mut hours: Vec<EventHour> = every_hour(lake, &self.layout)
+                    .await?
+                    .into_iter()
+                    .map(|key| key.hour)
+                    .chain([current])
+                    .collect();
+                hours.sort();
+                hours.dedup();
+                hours
+            }
+        };
+        for hour in open {
+            let found = folders_of_hour(&self.layout, &mut cache, hour, Collections::All).await?;
+            add_work(&mut work, found);
+        }
+        let markers: Vec<LakePath> = lake.list_paths(&paths.late_folder()).await?;
+        let mut marked = std::collections::BTreeSet::new();
+        for marker in &markers {
+            if let Some(key) = paths.late_marker_key(marker) {
+                marked.insert(key);
+            }
+        }
+        for key in &marked {
+            let one = Collections::One {
+                db: &key.db,
+                coll: &key.coll,
+            };
+            let found = folders_of_hour(&self.layout, &mut cache, key.hour, one).await?;
+            add_work(&mut work, found);
+        }
+
+        let context = Context {
+            lake,
+            landing: self.landing.as_ref(),
+            layout: &self.layout,
+            paths: &paths,
+            landing_paths: &landing_paths,
+            max_rows: self.settings.max_rows_per_file,
+        };
+        let deadline = started + self.settings.time_budget;
+        for (table, hours) in &work {
+            if !mirror_table(&context, table, hours, deadline, summary).await? {
+                summary.more_to_do = true;
+                return Ok(());
+            }
+        }
+
+        // Everything listed is published: the markers are done, and the hours closed
+        // when this pass started stay closed.
+        for marker in &markers {
+            lake.delete(marker).await?;
+        }
+        summary.late_markers = markers.len() as u64;
+        let delay = i64::try_from(self.settings.delay.as_secs()).unwrap_or(i64::MAX);
+        let first_open = EventHour::of_unix_seconds(start_seconds.saturating_sub(delay));
+        if watermark.is_none_or(|old| first_open > old) {
+            lake.store_one(crate::sink::LakeFile {
+                path: paths.watermark(first_open),
+                contents: Vec::new(),
+            })
+            .await?;
+            for old in watermarks.iter().filter(|old| **old < first_open) {
+                lake.delete(&paths.watermark(*old)).await?;
+            }
+        }
+        Ok(())
     }
 }
+
+/// `first..=last` (none when `first` is later).
+fn hours_between(first: EventHour, last: EventHour) -> Vec<EventHour> {
+    let mut hours = Vec::new();
+    let mut hour = first;
+    while hour <= last {
+        hours.push(hour);
+        hour = hour.next();
+    }
+    hours
+}
+
+fn add_work(
+    work: &mut BTreeMap<TableKey, TableHours>,
+    found: BTreeMap<CollectionHour, Vec<Vec<Segment>>>,
+) {
+    for (key, folders) in found {
+        let table = TableKey {
+            db: key.db,
+            coll: key.coll,
+        };
+        let hour = work.entry(table).or_default().entry(key.hour).or_default();
+        for folder in folders {
+            if !hour.contains(&folder) {
+                hour.push(folder);
+            }
+        }
+    }
+}
+
+/// The template walk is shared with compaction and speaks its errors.
+impl From<CompactError> for MirrorError {
+    fn from(error: CompactError) -> MirrorError {
+        match error {
+            CompactError::Storage(error) => MirrorError::Storage(error),
+            CompactError::Template(reason) => MirrorError::Template(reason),
+            other => MirrorError::Corrupt(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

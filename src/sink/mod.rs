@@ -7,6 +7,8 @@
 mod adls;
 mod group_sync;
 mod local;
+#[cfg(test)]
+pub mod testing;
 
 pub use adls::{AdlsSink, ClientError, APPEND_CHUNK};
 pub use local::LocalLake;
@@ -169,4 +171,24 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Where records go, for the start-up log line (no secrets).
     fn describe(&self) -> String;
+
+    /// Stores one file ([`Sink::store_all`] of one).
+    async fn store_one(&self, file: LakeFile) -> Result<Stored, SinkError> {
+        self.store_all(vec![file])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))
+    }
+
+    /// Every path [`Sink::list`] gives for `folder`, gathered (for folders of state files,
+    /// not for change folders of unknown size).
+    async fn list_paths(&self, folder: &[Segment]) -> Result<Vec<LakePath>, SinkError> {
+        use futures_util::TryStreamExt;
+        let mut paths = Vec::new();
+        let mut pages = self.list(folder);
+        while let Some(page) = pages.try_next().await? {
+            paths.extend(page.into_iter().map(|listed| listed.path));
+        }
+        Ok(paths)
+    }
 }
