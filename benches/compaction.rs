@@ -13,11 +13,9 @@ mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use mongo_lake_ingest::domain::EventHour;
-use support::{binary, post_json, Handler};
+use support::{post_json, run_command, Handler};
 
 /// 2024-06-16T10:00:00Z.
 const HOUR_10: u32 = 1_718_532_000;
@@ -79,37 +77,6 @@ fn write_hour(lake: &Path, records: usize, bytes: usize) {
     });
 }
 
-/// Runs `handler compact` with `settings`; returns seconds, peak RSS (MiB) and stdout.
-// The child is reaped by `wait4`, which also gives its peak RSS; clippy cannot see that.
-#[allow(clippy::zombie_processes)]
-fn run_compact(args: &[&str], settings: &[(&str, String)]) -> (f64, f64, String) {
-    let started = Instant::now();
-    let child = Command::new(binary())
-        .env_clear()
-        .args(args)
-        .envs(settings.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("handler compact starts");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut text).expect("summary");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "waited for the pass");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the pass failed: {text}"
-    );
-    (seconds, usage.ru_maxrss as f64 / 1024.0, text)
-}
-
 /// The hour's part holds every record once, in `eventId` order (read as a stream).
 fn check_part(lake: &Path, records: usize) {
     use std::io::BufRead;
@@ -163,7 +130,7 @@ fn local_hour(root: &Path, records: usize, bytes: usize, format: &str, durable: 
     unsafe { libc::sync() };
     let spool = root.join("spool");
     std::fs::create_dir_all(&spool).expect("spool");
-    let (seconds, rss, summary) = run_compact(
+    let (seconds, rss, summary) = run_command(
         &["compact", "--hour", "2024-06-16T10"],
         &[
             ("LOCAL_LAKE_DIR", lake.display().to_string()),
@@ -210,7 +177,7 @@ fn adls_hour(records: usize, format: &str) {
     });
     handler.stop();
     let bytes = record_line(0, HOUR_10, 0).len();
-    let (seconds, rss, summary) = run_compact(&["compact", "--hour", "2024-06-16T10"], &settings);
+    let (seconds, rss, summary) = run_command(&["compact", "--hour", "2024-06-16T10"], &settings);
     assert_eq!(summary_number(&summary, "recordsCompacted"), records as u64);
     report(
         "ADLS (DFS test server)",
@@ -248,11 +215,11 @@ fn idle_pass(root: &Path, partitions: usize) {
         }
     }
     let settings = [("LOCAL_LAKE_DIR", lake.display().to_string())];
-    let (first, _, summary) = run_compact(&["compact"], &settings);
+    let (first, _, summary) = run_command(&["compact"], &settings);
     let parts = summary_number(&summary, "partsWritten");
     let mut idle = Vec::new();
     for _ in 0..5 {
-        idle.push(run_compact(&["compact"], &settings).0);
+        idle.push(run_command(&["compact"], &settings).0);
     }
     idle.sort_by(f64::total_cmp);
     println!();

@@ -143,3 +143,35 @@ pub async fn post_json(
         .await
         .expect("answer")
 }
+
+/// Runs `handler <args>` (a pass: `compact`, `mirror`) with `settings` only; returns seconds, peak RSS (MiB) and stdout.
+// The child is reaped by `wait4`, which also gives its peak RSS; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+pub fn run_command(args: &[&str], settings: &[(&str, String)]) -> (f64, f64, String) {
+    let started = Instant::now();
+    let child = Command::new(binary())
+        .env_clear()
+        .args(args)
+        .envs(settings.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the handler starts");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("stdout");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut text).expect("summary");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(waited, pid, "waited for the pass");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the pass failed: {text}"
+    );
+    (seconds, usage.ru_maxrss as f64 / 1024.0, text)
+}
+
