@@ -210,12 +210,26 @@ impl Mirror {
             landing_paths: &landing_paths,
             max_rows: self.settings.max_rows_per_file,
         };
-        let deadline = started + self.settings.time_budget;
+        // A budget too large for the clock (the command's) is no deadline.
+        let deadline = started.checked_add(self.settings.time_budget);
+        // One table's failure (a lost claim race, a change file that does not parse) does
+        // not hold the others back; the pass still fails, and closes nothing.
+        let mut failed = None;
         for (table, hours) in &work {
-            if !mirror_table(&context, table, hours, deadline, summary).await? {
-                summary.more_to_do = true;
-                return Ok(());
+            match mirror_table(&context, table, hours, deadline, summary).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    summary.more_to_do = true;
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::warn!(table = %LandingPaths::table_name(table), %error, "mirror: table not mirrored in this pass");
+                    failed.get_or_insert(error);
+                }
             }
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
 
         // Everything listed is published: the markers are done, and the hours closed

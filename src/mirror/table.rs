@@ -40,7 +40,7 @@ pub(super) async fn mirror_table(
     context: &Context<'_>,
     table: &TableKey,
     hours: &TableHours,
-    deadline: Instant,
+    deadline: Option<Instant>,
     summary: &mut MirrorSummary,
 ) -> Result<bool, MirrorError> {
     let paths = context.paths.table(table);
@@ -52,7 +52,7 @@ pub(super) async fn mirror_table(
     }
     summary.tables += 1;
     for chunk in new.chunks(context.max_rows.max(1)) {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Ok(false);
         }
         state = step(context, table, &paths, state, chunk, summary).await?;
