@@ -1,6 +1,7 @@
 //! The command line: no argument serves (how the Functions host starts the handler);
-//! `compact` runs one compaction pass and exits; `--help` and `--version` print and exit
-//! without touching a port or the lake. Hand-rolled: four forms do not need a parser crate.
+//! `compact` runs one compaction pass and exits, `mirror` one mirror pass; `--help` and
+//! `--version` print and exit without touching a port or the lake. Hand-rolled: five forms
+//! do not need a parser crate.
 
 use std::ffi::OsString;
 
@@ -9,7 +10,7 @@ use crate::configuration::{
     settings_help, DEFAULT_CONTAINER, DEFAULT_DIRECTORY, DEFAULT_LAKE_DIR, DEFAULT_PORT,
 };
 use crate::domain::{EventHour, HourError, DEFAULT_TEMPLATE};
-use crate::routes::{COMPACT_PATH, INGEST_PATH};
+use crate::routes::{COMPACT_PATH, INGEST_PATH, MIRROR_PATH};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub enum Command {
     Serve,
     /// Run one compaction pass over these hours, print its summary and exit.
     Compact(PassScope),
+    /// Run one mirror pass, print its summary and exit.
+    Mirror,
     /// Print this text to standard output and exit successfully.
     Print(String),
 }
@@ -56,6 +59,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Argume
     let command = match first.to_str() {
         Some("-h" | "--help") => Command::Print(usage()),
         Some("-V" | "--version") => Command::Print(version()),
+        Some("mirror") => Command::Mirror,
         Some("compact") => return compact_scope(args).map(Command::Compact),
         _ => return Err(unknown(first)),
     };
@@ -136,6 +140,9 @@ Usage:
   handler compact --from 2024-06-16T00 --to 2024-06-16T23
                        compact these hours (UTC, both ends included), closed
                        or not; safe beside the timer function
+  handler mirror       run one mirror pass: every change stored before it reaches
+                       the landing zone (MIRROR_LANDING_ZONE or MIRROR_LOCAL_DIR);
+                       print its summary (one JSON line) and exit
   handler --help, -h   print this help
   handler --version, -V
                        print the version
@@ -143,7 +150,8 @@ Usage:
 How it runs:
   Under the Functions host (`func start`, or on Azure): the host starts it with
   FUNCTIONS_CUSTOMHANDLER_PORT set and forwards POST {INGEST_PATH} to it; the
-  compact timer function (COMPACT_SCHEDULE) arrives as POST {COMPACT_PATH}.
+  compact timer function (COMPACT_SCHEDULE) arrives as POST {COMPACT_PATH}, the
+  mirror timer function (MIRROR_SCHEDULE) as POST {MIRROR_PATH}.
   Locally (`cargo run --release`, no settings): it serves
     http://127.0.0.1:{DEFAULT_PORT}{INGEST_PATH}
   and writes files under
@@ -152,9 +160,9 @@ How it runs:
 
 Settings are environment variables (Azure app settings are environment variables).
 Empty counts as unset. Anything invalid or contradictory stops start-up with one
-message naming the setting (exit code 2). `handler compact` exits 0 after a pass,
-1 with one message on stderr if the pass failed (logs go to stderr, the summary
-to stdout).
+message naming the setting (exit code 2). `handler compact` and `handler mirror`
+exit 0 after a pass, 1 with one message on stderr if the pass failed, 2 if their
+pass is off (logs go to stderr, the summary to stdout).
 
 {settings}",
         version = env!("CARGO_PKG_VERSION"),
@@ -200,6 +208,15 @@ mod tests {
         assert_eq!(
             parse_strs(&["--help", "extra"]),
             Err(ArgumentError::Unknown("extra".into()))
+        );
+    }
+
+    #[test]
+    fn mirror_takes_no_argument() {
+        assert_eq!(parse_strs(&["mirror"]), Ok(Command::Mirror));
+        assert_eq!(
+            parse_strs(&["mirror", "--hour", "2024-06-16T10"]),
+            Err(ArgumentError::Unknown("--hour".into()))
         );
     }
 
@@ -292,6 +309,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("POST /compact"), "{text}");
+        assert!(text.contains("POST /mirror"), "{text}");
+        assert!(text.contains("handler mirror "), "{text}");
         for setting in SETTINGS {
             assert!(text.contains(setting.name), "{}", setting.name);
         }

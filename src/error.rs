@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::compact::CompactError;
+use crate::mirror::MirrorError;
 use crate::signature::SignatureError;
 use crate::sink::SinkError;
 
@@ -160,31 +161,69 @@ impl From<&IngestError> for Reply {
     }
 }
 
-/// Why a compaction pass (the `/compact` function, or `handler compact`) did not finish.
-/// Its text never holds a record's path (paths hold `_id`s): it goes to the host's logs.
+/// A pass's own error: what its failure is called, and its text without record paths.
+pub trait PassError: std::error::Error {
+    /// The pass, as messages name it (`compaction pass failed: ...`).
+    const PASS: &'static str;
+
+    /// The storage failure inside, if that is what it is: its text names a path.
+    fn storage(&self) -> Option<&SinkError>;
+
+    /// The error's text without the record paths a storage error names.
+    fn without_paths(&self) -> String {
+        match self.storage() {
+            Some(source) => format!("storage: {}", source.cause()),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl PassError for CompactError {
+    const PASS: &'static str = "compaction";
+    fn storage(&self) -> Option<&SinkError> {
+        match self {
+            CompactError::Storage(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl PassError for MirrorError {
+    const PASS: &'static str = "mirror";
+    fn storage(&self) -> Option<&SinkError> {
+        match self {
+            MirrorError::Storage(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a pass of a timer function (compaction's `/compact`, the mirror's `/mirror`, or
+/// their commands) did not finish. Its text never holds a record's path (paths hold
+/// `_id`s): it goes to the host's logs.
 #[derive(Debug, thiserror::Error)]
-pub enum CompactFailure {
-    #[error("compaction pass failed: {}", without_paths(.0))]
-    Pass(#[from] CompactError),
+pub enum PassFailure<E: PassError> {
+    #[error("{} pass failed: {}", E::PASS, .0.without_paths())]
+    Pass(#[from] E),
     /// SIGTERM arrived during the pass; what it finished stays done.
-    #[error("compaction pass stopped: the handler is shutting down; the next pass continues")]
+    #[error(
+        "{} pass stopped: the handler is shutting down; the next pass continues",
+        E::PASS
+    )]
     ShuttingDown,
 }
 
-impl CompactFailure {
+/// A compaction pass that did not finish.
+pub type CompactFailure = PassFailure<CompactError>;
+/// A mirror pass that did not finish.
+pub type MirrorFailure = PassFailure<MirrorError>;
+
+impl<E: PassError> PassFailure<E> {
     /// The timer invocation's status: any failure is 500, which the host counts as a
     /// failed invocation (it reads the body of a 2xx only). The timer does not retry; its
     /// next tick runs a new pass, which picks up where this one stopped.
     pub fn status(&self) -> StatusCode {
         StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
-/// A compaction error without the record paths a storage error names.
-fn without_paths(error: &CompactError) -> String {
-    match error {
-        CompactError::Storage(source) => format!("storage: {}", source.cause()),
-        other => other.to_string(),
     }
 }
 
@@ -208,6 +247,27 @@ mod tests {
         assert_eq!(
             CompactFailure::ShuttingDown.status(),
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn mirror_failures_are_500_and_name_no_record_path() {
+        let failure = MirrorFailure::from(MirrorError::Storage(SinkError::Storage {
+            operation: "storing",
+            path: "LandingZone/shop.schema/orders/00000000000000000001.parquet".into(),
+            detail: "403 AuthorizationPermissionMismatch".into(),
+            retryable: false,
+        }));
+        assert_eq!(failure.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            failure.to_string(),
+            "mirror pass failed: storage: storing: 403 AuthorizationPermissionMismatch"
+        );
+        let stopped = MirrorFailure::ShuttingDown;
+        assert_eq!(stopped.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            stopped.to_string(),
+            "mirror pass stopped: the handler is shutting down; the next pass continues"
         );
     }
 

@@ -32,7 +32,8 @@ pub struct Summary {
 #[derive(Debug)]
 struct Prepared {
     files: Vec<LakeFile>,
-    /// Late markers the files may need once stored (compaction; usually none).
+    /// Late markers the files may need once stored (compaction's, the mirror's; usually
+    /// none).
     markers: Vec<MarkerCandidate>,
     events: usize,
     skipped: usize,
@@ -56,10 +57,10 @@ impl Ingestor {
         }
     }
 
-    /// Writes compaction's late markers for records of hours a pass may have listed
-    /// already (docs/decisions.md, "Never lost").
+    /// Writes late markers (compaction's, the mirror's) for records of hours a pass may
+    /// have listed already (docs/decisions.md, "Never lost" and "Issue #10").
     pub fn with_late_markers(mut self, markers: LateMarkers) -> Ingestor {
-        self.late_markers = Some(markers);
+        self.late_markers = (!markers.is_empty()).then_some(markers);
         self
     }
 
@@ -181,7 +182,7 @@ impl Ingestor {
                     if let Some(markers) = &self.late_markers {
                         prepared
                             .markers
-                            .extend(markers.candidate(&record, &path, now));
+                            .extend(markers.candidates(&record, &path, now));
                     }
                     prepared.files.push(LakeFile {
                         path,

@@ -1,14 +1,15 @@
 //! The Azure Functions custom handler: arguments, configuration, telemetry, serve, shutdown;
-//! or one compaction pass (`handler compact`).
+//! or one pass (`handler compact`, `handler mirror`).
 
 use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
 use mongo_lake_ingest::cli::{self, Command};
-use mongo_lake_ingest::compact::PassScope;
 use mongo_lake_ingest::configuration::Settings;
-use mongo_lake_ingest::startup::{compact_once, shutdown_signal, tune_process, Application};
+use mongo_lake_ingest::startup::{
+    compact_once, mirror_once, shutdown_signal, tune_process, Application,
+};
 use mongo_lake_ingest::telemetry::{self, Output};
 
 fn main() -> ExitCode {
@@ -20,7 +21,15 @@ fn main() -> ExitCode {
         }
         Ok(Command::Compact(scope)) => {
             tune_process();
-            block_on(compact(scope))
+            block_on(one_pass("compact", compaction_off, |settings| async move {
+                compact_once(&settings, scope).await
+            }))
+        }
+        Ok(Command::Mirror) => {
+            tune_process();
+            block_on(one_pass("mirror", mirror_off, |settings| async move {
+                mirror_once(&settings).await
+            }))
         }
         Ok(Command::Print(text)) => {
             // A closed pipe (`handler --help | head`) is not an error worth a panic.
@@ -90,34 +99,56 @@ async fn run() -> ExitCode {
     }
 }
 
+/// Why compaction's pass would do nothing, if it would.
+fn compaction_off(settings: &Settings) -> Option<&'static str> {
+    (!settings.compact.enabled).then_some("compaction is off (COMPACT_ENABLED=false, or STORAGE_DIRECTORY is the container's root and COMPACT_DIRECTORY is not set)")
+}
+
+/// Why the mirror's pass would do nothing, if it would.
+fn mirror_off(settings: &Settings) -> Option<&'static str> {
+    (!settings.mirror.enabled).then_some(
+        "the mirror is off: set MIRROR_LANDING_ZONE (or MIRROR_LOCAL_DIR) to its landing zone",
+    )
+}
+
 /// One pass: logs on stderr, the summary as one JSON line on stdout; exit 0, or 1 with one
-/// `handler compact: <why>` line (2 for settings, as when serving).
-async fn compact(scope: PassScope) -> ExitCode {
+/// `handler <command>: <why>` line (2 for settings, as when serving, and for a pass that
+/// is off: a setting is missing).
+async fn one_pass<S, E, F>(
+    command: &str,
+    off: fn(&Settings) -> Option<&'static str>,
+    pass: impl FnOnce(Settings) -> F,
+) -> ExitCode
+where
+    S: serde::Serialize,
+    E: std::fmt::Display,
+    F: Future<Output = Result<S, E>>,
+{
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("handler compact: configuration error: {error}");
+            eprintln!("handler {command}: configuration error: {error}");
             return ExitCode::from(2);
         }
     };
     telemetry::init_on(Output::Stderr, settings.log_format, &settings.log_filter);
-    if !settings.compact.enabled {
-        eprintln!("handler compact: compaction is off (COMPACT_ENABLED=false, or STORAGE_DIRECTORY is the container's root and COMPACT_DIRECTORY is not set)");
-        return ExitCode::FAILURE;
+    if let Some(why) = off(&settings) {
+        eprintln!("handler {command}: {why}");
+        return ExitCode::from(2);
     }
-    match compact_once(&settings, scope).await {
+    match pass(settings).await {
         Ok(summary) => match serde_json::to_string(&summary) {
             Ok(line) => {
                 let _ = writeln!(std::io::stdout(), "{line}");
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("handler compact: cannot write the summary: {error}");
+                eprintln!("handler {command}: cannot write the summary: {error}");
                 ExitCode::FAILURE
             }
         },
         Err(error) => {
-            eprintln!("handler compact: {error}");
+            eprintln!("handler {command}: {error}");
             ExitCode::FAILURE
         }
     }

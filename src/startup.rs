@@ -1,5 +1,5 @@
 //! Building the server from settings, running it, and stopping it cleanly; and the one
-//! compaction pass `handler compact` runs, on the same sink.
+//! pass `handler compact` and `handler mirror` run, on the same stores.
 
 use std::future::Future;
 use std::io;
@@ -11,11 +11,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::compact::{Compactor, LateMarkers, PassScope, PassSummary};
-use crate::configuration::{ServerLimits, Settings, StorageSettings};
-pub use crate::error::CompactFailure;
+use crate::compact::{CompactError, Compactor, LateMarkers, PassScope, PassSummary};
+use crate::configuration::{
+    AdlsSettings, Credential, LandingZone, ServerLimits, Settings, StorageSettings,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, DEFAULT_WRITE_CONCURRENCY,
+};
+pub use crate::error::{CompactFailure, MirrorFailure};
+use crate::error::{PassError, PassFailure};
 use crate::ingest::Ingestor;
-use crate::routes::{router, AppState, Compaction, InflightBudget, INGEST_PATH};
+use crate::mirror::{Mirror, MirrorError, MirrorSummary};
+use crate::routes::{router, AppState, Compaction, InflightBudget, Mirroring, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
 use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
@@ -36,6 +41,12 @@ pub enum StartupError {
     },
     #[error("cannot set up the ADLS client: {0}")]
     Adls(#[from] ClientError),
+    #[error("cannot open the mirror's landing zone (MIRROR_LOCAL_DIR) at {dir}: {source}")]
+    LandingZone {
+        dir: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Serving ended badly. Nothing in it was acknowledged: a 200 is only sent once stored.
@@ -49,14 +60,17 @@ pub enum ServeError {
     },
 }
 
-/// `handler compact` could not run its pass, or the pass failed.
+/// `handler compact` or `handler mirror` could not run its pass, or the pass failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CompactCommandError {
+pub enum PassCommandError<E: PassError> {
     #[error(transparent)]
     Startup(#[from] StartupError),
     #[error(transparent)]
-    Pass(#[from] CompactFailure),
+    Pass(#[from] PassFailure<E>),
 }
+
+pub type CompactCommandError = PassCommandError<CompactError>;
+pub type MirrorCommandError = PassCommandError<MirrorError>;
 
 /// Whether opening an ADLS sink also checks, in the background, that its filesystem is
 /// reachable (serving: a wrong credential shows at start-up, not with the first event).
@@ -87,6 +101,84 @@ fn open_sink(settings: &Settings, check: StartUpCheck) -> Result<Arc<dyn Sink>, 
     })
 }
 
+/// The mirror's landing zone, `None` when the mirror is off. Locally a lake whose
+/// container is the folder itself (so `<db>.schema/<coll>/` lands directly inside it); on
+/// ADLS (OneLake) a sink that always authenticates with Microsoft Entra ID, since OneLake
+/// takes no Shared Key or SAS, whatever the change files' credential is. It writes with
+/// the change files' limits when they go to ADLS too, else with the defaults.
+fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupError> {
+    let Some(zone) = &settings.landing_zone else {
+        return Ok(None);
+    };
+    Ok(Some(match zone {
+        LandingZone::Local {
+            lake_dir,
+            container,
+        } => {
+            let durable = match &settings.storage {
+                StorageSettings::LocalLake { durable, .. } => *durable,
+                StorageSettings::Adls(_) => true,
+            };
+            let lake = LocalLake::open(lake_dir, container, durable).map_err(|source| {
+                StartupError::LandingZone {
+                    dir: lake_dir.join(container).display().to_string(),
+                    source,
+                }
+            })?;
+            Arc::new(lake)
+        }
+        LandingZone::Adls(url) => {
+            let (write_concurrency, request_timeout, retry_budget) = match &settings.storage {
+                StorageSettings::Adls(lake) => (
+                    lake.write_concurrency,
+                    lake.request_timeout,
+                    lake.retry_budget,
+                ),
+                StorageSettings::LocalLake { .. } => (
+                    DEFAULT_WRITE_CONCURRENCY,
+                    DEFAULT_REQUEST_TIMEOUT,
+                    DEFAULT_RETRY_BUDGET,
+                ),
+            };
+            let adls = AdlsSettings {
+                account: url.account.clone(),
+                credential: Credential::EntraId,
+                endpoint: url.endpoint.clone(),
+                create_filesystem: false,
+                write_concurrency,
+                request_timeout,
+                retry_budget,
+            };
+            Arc::new(AdlsSink::new(&adls, &url.filesystem, &url.directory)?)
+        }
+    }))
+}
+
+/// The mirror between the lake and its landing zone. Off, a pass does nothing and never
+/// touches a landing zone: the lake stands in for the one there is not.
+fn mirror(lake: Arc<dyn Sink>, settings: &Settings) -> Result<Mirror, StartupError> {
+    let landing = landing_sink(settings)?.unwrap_or_else(|| Arc::clone(&lake));
+    Ok(Mirror::new(
+        lake,
+        landing,
+        settings.layout.clone(),
+        settings.mirror.clone(),
+    ))
+}
+
+/// The late markers the ingest leaves: one per pass that is on (compaction's, the
+/// mirror's), by the same rule (`COMPACT_DELAY_SECS` closes an hour for both).
+fn late_markers(settings: &Settings) -> LateMarkers {
+    let mut markers = LateMarkers::none(settings.compact.delay);
+    if settings.compact.enabled {
+        markers = markers.with_compaction(settings.compact.root.clone());
+    }
+    if settings.mirror.enabled {
+        markers = markers.with_mirror(settings.mirror.state_root.clone());
+    }
+    markers
+}
+
 fn compactor(sink: Arc<dyn Sink>, settings: &Settings) -> Compactor {
     Compactor::new(sink, settings.layout.clone(), settings.compact.clone())
 }
@@ -105,12 +197,23 @@ pub async fn compact_once(
     Ok(summary)
 }
 
+/// One mirror pass on the stores the settings name, as `handler mirror` runs it (the
+/// timer function runs the same pass through `POST /mirror`).
+pub async fn mirror_once(settings: &Settings) -> Result<MirrorSummary, MirrorCommandError> {
+    let lake = open_sink(settings, StartUpCheck::Skip)?;
+    let summary = mirror(lake, settings)?
+        .pass(SystemTime::now())
+        .await
+        .map_err(MirrorFailure::from)?;
+    Ok(summary)
+}
+
 /// A bound, ready-to-serve application.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
-    /// Cancelled when shutdown starts: stops a compaction pass in flight.
+    /// Cancelled when shutdown starts: stops a compaction or mirror pass in flight.
     stopping: CancellationToken,
 }
 
@@ -121,13 +224,9 @@ impl Application {
         let sink = open_sink(settings, StartUpCheck::Spawn)?;
         let stopping = CancellationToken::new();
         let compaction = Compaction::new(compactor(Arc::clone(&sink), settings), stopping.clone());
-        let mut ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding);
-        if settings.compact.enabled {
-            ingestor = ingestor.with_late_markers(LateMarkers::new(
-                settings.compact.root.clone(),
-                settings.compact.delay,
-            ));
-        }
+        let mirroring = Mirroring::new(mirror(Arc::clone(&sink), settings)?, stopping.clone());
+        let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding)
+            .with_late_markers(late_markers(settings));
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -141,6 +240,7 @@ impl Application {
             stopping,
             state: AppState {
                 compaction: Arc::new(compaction),
+                mirroring: Arc::new(mirroring),
                 ingestor: Arc::new(ingestor),
                 tracker: TaskTracker::new(),
                 max_body_bytes: settings.max_body_bytes,

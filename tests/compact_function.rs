@@ -10,10 +10,10 @@ use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
 use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind, DEV_ACCOUNT_KEY};
-use mongo_lake_ingest::configuration::{settings_help, settings_markdown, Kind, SETTINGS};
 use mongo_lake_ingest::domain::EventHour;
 use serde_json::{json, Value};
 use support::handler::{run, Handler};
+use support::timer::{self, stdout_summary};
 use support::{insert_event, CONTAINER};
 
 /// 2024-06-16T10:00:00Z and the hour after: long closed.
@@ -30,63 +30,14 @@ fn events(start: u32, first: u32, count: u32) -> String {
     format!("[{}]", events.join(","))
 }
 
-/// The timer invocation as the host sends it to a custom handler (payload mode, the
-/// binding named `timer` in `compact/function.json`).
-fn timer_invocation(past_due: bool) -> Value {
-    json!({
-        "Data": {
-            "timer": {
-                "Schedule": {"AdjustForDST": true},
-                "ScheduleStatus": {
-                    "Last": "2024-06-16T12:05:00+00:00",
-                    "Next": "2024-06-16T12:15:00+00:00",
-                    "LastUpdated": "2024-06-16T12:10:00+00:00"
-                },
-                "IsPastDue": past_due
-            }
-        },
-        "Metadata": {
-            "sys": {
-                "MethodName": "compact",
-                "UtcNow": "2024-06-16T12:10:00.0123456Z",
-                "RandGuid": "0f8fad5b-d9cb-469f-a165-70867728950e"
-            }
-        }
-    })
-}
-
 /// POSTs the timer's invocation to `/compact`; the status and the parsed answer.
 async fn invoke_timer(handler: &Handler) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(handler.url("/compact"))
-        .header(
-            "X-Azure-Functions-InvocationId",
-            "5b1e1c7e-7d0e-4c84-9a4b-3f8d1f4c2a10",
-        )
-        .header("User-Agent", "Azure-Functions-Host/4.1036.1.23224")
-        .json(&timer_invocation(false))
-        .send()
-        .await
-        .expect("invocation sent");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    assert_eq!(content_type.as_deref(), Some("application/json"));
-    (status, response.json().await.expect("a JSON answer"))
+    timer::invoke_timer(handler, "compact").await
 }
 
-/// The custom-handler answer shape: `Outputs` (none: the function has no output
-/// binding), one log line, and the pass summary as `ReturnValue`. Returns the summary.
+/// The answer's pass summary (see [`timer::summary_of`]).
 fn summary_of(answer: &Value) -> &Value {
-    assert_eq!(answer["Outputs"], json!({}), "{answer}");
-    let logs = answer["Logs"].as_array().expect("Logs is a list");
-    assert_eq!(logs.len(), 1, "{answer}");
-    let line = logs[0].as_str().expect("a log line");
-    let summary = &answer["ReturnValue"];
-    assert_eq!(line, format!("compact: {summary}"));
+    let summary = timer::summary_of(answer, "compact");
     assert!(summary["partsWritten"].is_u64(), "{answer}");
     summary
 }
@@ -124,30 +75,9 @@ fn read_local(container: &Path, path: &str) -> Option<String> {
     std::fs::read_to_string(container.join(path)).ok()
 }
 
-fn stdout_summary(output: &Output) -> Value {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout.clone()).expect("UTF-8");
-    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout:?}");
-    serde_json::from_str(stdout.trim_end()).expect("the summary is JSON")
-}
-
 /// `handler compact` fails with exit code 1 and ends with one message naming the cause.
 fn assert_failed_with_one_message(output: &Output, cause: &str) {
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "no summary");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let messages: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("handler compact: "))
-        .collect();
-    assert_eq!(messages.len(), 1, "{stderr}");
-    assert_eq!(stderr.lines().last(), Some(messages[0]), "{stderr}");
-    assert!(messages[0].contains(cause), "{stderr}");
+    timer::assert_failed_with_one_message(output, 1, "compact", cause);
 }
 
 #[tokio::test]
@@ -212,7 +142,7 @@ async fn only_post_compact_runs_a_pass_and_not_under_the_api_prefix() {
     let client = reqwest::Client::new();
     let under_api = client
         .post(handler.url("/api/compact"))
-        .json(&timer_invocation(false))
+        .json(&timer::timer_invocation("compact", false))
         .send()
         .await
         .expect("sent");
@@ -490,7 +420,7 @@ async fn sigterm_stops_a_pass_in_flight_and_the_handler_exits_cleanly() {
     let invocation = tokio::spawn(async move {
         reqwest::Client::new()
             .post(url)
-            .json(&timer_invocation(true))
+            .json(&timer::timer_invocation("compact", true))
             .send()
             .await
     });
@@ -517,71 +447,16 @@ async fn sigterm_stops_a_pass_in_flight_and_the_handler_exits_cleanly() {
     assert_eq!(status.and_then(|status| status.code()), Some(0), "{log:?}");
 }
 
-/// NCRONTAB as the Functions host reads it: six fields (`second minute hour day month
-/// day-of-week`), each `*`, a number, a range, a list, or a step of one of those.
-fn is_ncrontab(expression: &str) -> bool {
-    const BOUNDS: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6)];
-    let fields: Vec<&str> = expression.split_whitespace().collect();
-    let number = |text: &str, (low, high): (u32, u32)| {
-        text.parse::<u32>()
-            .is_ok_and(|value| (low..=high).contains(&value))
-    };
-    let range = |text: &str, bounds| match text.split_once('-') {
-        _ if text == "*" => true,
-        Some((from, to)) => number(from, bounds) && number(to, bounds),
-        None => number(text, bounds),
-    };
-    fields.len() == 6
-        && fields.iter().zip(BOUNDS).all(|(field, bounds)| {
-            field.split(',').all(|item| match item.split_once('/') {
-                Some((base, step)) => {
-                    range(base, bounds) && step.parse::<u32>().is_ok_and(|s| s > 0)
-                }
-                None => range(item, bounds),
-            })
-        })
-}
-
 #[test]
 fn the_function_json_is_a_timer_on_the_documented_schedule() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("compact/function.json")).expect("exists");
-    let function: Value = serde_json::from_str(&text).expect("valid JSON");
-    let bindings = function["bindings"].as_array().expect("bindings");
-    assert_eq!(bindings.len(), 1, "a trigger and no output binding");
-    let timer = &bindings[0];
-    assert_eq!(timer["type"], "timerTrigger");
-    assert_eq!(timer["direction"], "in");
-    assert_eq!(timer["name"], "timer", "the key of Data in the invocation");
-    assert_eq!(timer["schedule"], "%COMPACT_SCHEDULE%");
-    assert_eq!(timer["runOnStartup"], false);
-    assert_eq!(timer["useMonitor"], true);
-
-    // The documented default is a valid schedule, shown in --help and the README table,
-    // and the example settings set it (the host cannot default a %setting%).
-    let schedule = SETTINGS
-        .iter()
-        .find(|setting| setting.name == "COMPACT_SCHEDULE")
-        .expect("a row");
-    let Kind::Host { default } = schedule.kind else {
-        panic!("COMPACT_SCHEDULE is read by the host only");
-    };
-    assert!(is_ncrontab(default), "{default}");
-    assert!(settings_help().contains(&format!("COMPACT_SCHEDULE  [default: {default}]")));
-    assert!(settings_markdown().contains(&format!("| `COMPACT_SCHEDULE` | `{default}` |")));
-    let example: Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("local.settings.json.example")).expect("exists"),
-    )
-    .expect("JSON");
-    assert_eq!(example["Values"]["COMPACT_SCHEDULE"], default);
-
+    timer::assert_timer_function_json("compact", "COMPACT_SCHEDULE");
     for valid in [
         "0 */5 * * * *",
         "0 0 * * * *",
         "0 30 9 * * 1-5",
         "5,8,10 * * * * *",
     ] {
-        assert!(is_ncrontab(valid), "{valid}");
+        assert!(timer::is_ncrontab(valid), "{valid}");
     }
     for invalid in [
         "*/5 * * * *",
@@ -590,6 +465,6 @@ fn the_function_json_is_a_timer_on_the_documented_schedule() {
         "0 0 24 * * *",
         "",
     ] {
-        assert!(!is_ncrontab(invalid), "{invalid}");
+        assert!(!timer::is_ncrontab(invalid), "{invalid}");
     }
 }

@@ -12,16 +12,19 @@ use std::time::Duration;
 
 use crate::compact::CompactSettings;
 use crate::domain::{Encoding, PathLayout, Segment};
+use crate::mirror::MirrorSettings;
 
 mod compact;
 mod connection_string;
 mod docs;
+mod mirror;
 mod signing;
 mod storage;
 mod table;
 mod vars;
 
 pub use docs::{settings_help, settings_markdown};
+pub use mirror::{LandingZone, LandingZoneUrl};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
 pub use table::{
@@ -108,6 +111,10 @@ pub struct Settings {
     pub limits: ServerLimits,
     /// Hourly compaction (`COMPACT_*`): the `/compact` function and `handler compact`.
     pub compact: CompactSettings,
+    /// Fabric mirroring (`MIRROR_*`): the `/mirror` function and `handler mirror`.
+    pub mirror: MirrorSettings,
+    /// Where the mirror publishes; `None` when it is off.
+    pub landing_zone: Option<LandingZone>,
 }
 
 impl Settings {
@@ -123,6 +130,7 @@ impl Settings {
         let signing = signing::from_vars(&vars)?;
         let (container, layout) = lake_layout(&vars)?;
         let compact = compact::from_vars(&vars, layout.directory())?;
+        let (mirror, landing_zone) = mirror::from_vars(&vars, &compact, layout.directory())?;
         let encoding = match vars.choice(Key::RecordEncoding)? {
             Some("canonical") => Encoding::Canonical,
             _ => Encoding::Relaxed,
@@ -165,6 +173,8 @@ impl Settings {
             signing,
             limits,
             compact,
+            mirror,
+            landing_zone,
         })
     }
 
@@ -415,7 +425,7 @@ mod tests {
             .filter(|setting| !setting.is_read_by_handler())
             .map(|setting| setting.name)
             .collect();
-        assert_eq!(host_only, ["COMPACT_SCHEDULE"]);
+        assert_eq!(host_only, ["COMPACT_SCHEDULE", "MIRROR_SCHEDULE"]);
     }
 
     /// `local.settings.json.example` sets only settings the handler reads (or the host's

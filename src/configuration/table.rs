@@ -12,6 +12,9 @@ use crate::compact::{
     DEFAULT_COMPACT_DELAY, DEFAULT_COMPACT_SCHEDULE, DEFAULT_COMPACT_TIME_BUDGET,
 };
 use crate::domain::DEFAULT_TEMPLATE;
+use crate::mirror::{
+    DEFAULT_MAX_ROWS_PER_FILE, DEFAULT_MIRROR_SCHEDULE, DEFAULT_MIRROR_TIME_BUDGET,
+};
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_CONTAINER: &str = "mongodb";
@@ -117,16 +120,18 @@ pub enum Group {
     LocalLake,
     Adls,
     Compaction,
+    Mirror,
     Requests,
     Logs,
 }
 
 impl Group {
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Lake,
         Group::LocalLake,
         Group::Adls,
         Group::Compaction,
+        Group::Mirror,
         Group::Requests,
         Group::Server,
         Group::Logs,
@@ -138,6 +143,7 @@ impl Group {
             Group::LocalLake => "Local lake (the default: no ADLS account set)",
             Group::Adls => "ADLS Gen2 (an account and exactly one credential)",
             Group::Compaction => "Hourly compaction (the compact function and command)",
+            Group::Mirror => "Fabric mirroring (the mirror function and command)",
             Group::Requests => "Requests",
             Group::Server => "Server and limits",
             Group::Logs => "Logs",
@@ -301,7 +307,7 @@ settings_table! {
     CompactEnabled {
         name: "COMPACT_ENABLED", alias: None, group: Group::Compaction,
         kind: Kind::Flag { default: true },
-        help: "Compaction on: the `compact` function and command run passes, and the ingest leaves a late marker for each record of an hour a pass may have listed already. `false`: no markers, and a pass does nothing (also disable the function: `AzureWebJobs.compact.Disabled=true`). Off by itself when `STORAGE_DIRECTORY` is the container's root and `COMPACT_DIRECTORY` is not set (there is no folder beside it).",
+        help: "Compaction on: the `compact` function and command run passes, and the ingest leaves a late marker for each record of an hour a pass may have listed already. `false`: no compaction markers (the mirror's are still written when it is on), and a pass does nothing (also disable the function: `AzureWebJobs.compact.Disabled=true`). Off by itself when `STORAGE_DIRECTORY` is the container's root and `COMPACT_DIRECTORY` is not set (there is no folder beside it).",
     }
     CompactDirectory {
         name: "COMPACT_DIRECTORY", alias: None, group: Group::Compaction,
@@ -337,6 +343,31 @@ settings_table! {
         name: "COMPACT_SCHEDULE", alias: None, group: Group::Compaction,
         kind: Kind::Host { default: DEFAULT_COMPACT_SCHEDULE },
         help: "When the timer function runs: an NCRONTAB expression with seconds (`{second} {minute} {hour} {day} {month} {day-of-week}`, UTC unless `WEBSITE_TIME_ZONE` is set). It must be set in the app settings: `compact/function.json` reads it as `%COMPACT_SCHEDULE%`.",
+    }
+    MirrorLandingZone {
+        name: "MIRROR_LANDING_ZONE", alias: None, group: Group::Mirror,
+        kind: NO_DEFAULT,
+        help: "Mirror on, into this landing zone: an https DFS URL of a folder, OneLake's `https://onelake.dfs.fabric.microsoft.com/<workspace>/<item>/Files/LandingZone` or `https://<account>.dfs.core.windows.net/<filesystem>/<folder>`. Always Microsoft Entra ID (the app's identity), whatever `STORAGE_AUTH` says. Not with `MIRROR_LOCAL_DIR`.",
+    }
+    MirrorLocalDir {
+        name: "MIRROR_LOCAL_DIR", alias: None, group: Group::Mirror,
+        kind: NO_DEFAULT,
+        help: "Mirror on, into this local folder (the `LandingZone` folder's local equivalent: table folders directly inside it), for local runs. Neither this nor `MIRROR_LANDING_ZONE`: the mirror is off. Needs `COMPACT_DELETE_SOURCES=false`.",
+    }
+    MirrorMaxRowsPerFile {
+        name: "MIRROR_MAX_ROWS_PER_FILE", alias: None, group: Group::Mirror,
+        kind: Kind::Number { min: 1, max: 1_000_000, default: DEFAULT_MAX_ROWS_PER_FILE, unit: Unit::Count },
+        help: "Change files one landing-zone data file takes at most (memory grows with it); a backlog becomes several files.",
+    }
+    MirrorTimeBudgetSecs {
+        name: "MIRROR_TIME_BUDGET_SECS", alias: None, group: Group::Mirror,
+        kind: seconds(DEFAULT_MIRROR_TIME_BUDGET, DAY_SECS),
+        help: "A pass starts no new data file after this long, so it ends before the next tick; the next pass continues.",
+    }
+    MirrorSchedule {
+        name: "MIRROR_SCHEDULE", alias: None, group: Group::Mirror,
+        kind: Kind::Host { default: DEFAULT_MIRROR_SCHEDULE },
+        help: "When the mirror timer function runs (NCRONTAB with seconds, as `COMPACT_SCHEDULE`). It must be set in the app settings when the mirror is on: `mirror/function.json` reads it as `%MIRROR_SCHEDULE%`.",
     }
     MaxBodyBytes {
         name: "MAX_BODY_BYTES", alias: None, group: Group::Requests,

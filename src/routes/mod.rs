@@ -6,7 +6,8 @@
 //!   and expects the answer inside `Outputs.res`.
 //!
 //! Both hand the body to the same [`AppState::ingest`]; the storage behind it is unknown here.
-//! The `compact` timer function arrives at `POST /compact` in payload mode ([`compact`]).
+//! The timer functions arrive in payload mode ([`timer`]): `compact` at `POST /compact`
+//! ([`compact`]), `mirror` at `POST /mirror` ([`mirror`]).
 //! With `INGEST_HMAC_SECRET` set, both check the request's signature first (the header
 //! before the body is read, then the body before it is parsed).
 
@@ -14,7 +15,9 @@ mod budget;
 mod compact;
 mod forwarded;
 mod invocation;
+mod mirror;
 mod request_span;
+mod timer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ use crate::signature::{SignatureError, SignatureHeader, Verifier};
 pub use budget::InflightBudget;
 use budget::Reservation;
 pub use compact::{Compaction, COMPACT_PATH};
+pub use mirror::{Mirroring, MIRROR_PATH};
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -56,18 +60,23 @@ pub struct AppState {
     pub verifier: Option<Arc<Verifier>>,
     /// The compaction the timer function runs (`POST /compact`).
     pub compaction: Arc<Compaction>,
+    /// The mirror the timer function runs (`POST /mirror`).
+    pub mirroring: Arc<Mirroring>,
 }
 
 /// Where callers (the Functions host, in forwarding mode) POST change events.
 pub const INGEST_PATH: &str = "/api/ingest";
 
 pub fn router(state: AppState) -> Router {
+    let compaction = timer::route(&state.compaction);
+    let mirroring = timer::route(&state.mirroring);
     Router::new()
         // The host's readiness ping: any answer counts.
         .route("/", get(|| async { "ready" }))
         .route(INGEST_PATH, post(forwarded::ingest))
         .route("/ingest", post(invocation::ingest))
-        .route(COMPACT_PATH, post(compact::compact))
+        .route(COMPACT_PATH, compaction)
+        .route(MIRROR_PATH, mirroring)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(request_span::request_span))
