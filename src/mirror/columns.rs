@@ -757,7 +757,10 @@ mod tests {
             upsert("1", doc! {"v__string_": 1, "v": 1, &full: 1}),
             upsert("2", doc! {"v": "s", &full: "s"}),
         ]);
-        assert_eq!(columns.columns[0].name, "v__string_", "no sibling suffix at its end");
+        assert_eq!(
+            columns.columns[0].name, "v__string_",
+            "no sibling suffix at its end"
+        );
         assert_eq!(columns.columns[2].name, full, "128 characters are kept");
         let long_sibling = &columns.columns[4];
         let source = format!("{full}__string");
