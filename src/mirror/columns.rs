@@ -710,6 +710,7 @@ mod tests {
             ("cost__json", format!("cost__json_{}", hash8("cost__json"))),
             (long.as_str(), format!("{}_{}", &long[..119], hash8(&long))),
         ];
+        assert_eq!(fields[1].1, "a_b_c8687a08", "the README's example");
         let mut document = Document::new();
         for (field, _) in &fields {
             document.insert(*field, 1);
