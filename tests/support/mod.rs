@@ -5,6 +5,7 @@
 pub mod adls;
 pub mod handler;
 pub mod python;
+pub mod replicator;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
