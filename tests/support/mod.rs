@@ -6,6 +6,7 @@ pub mod adls;
 pub mod handler;
 pub mod python;
 pub mod replicator;
+pub mod rng;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
