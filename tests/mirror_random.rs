@@ -34,9 +34,9 @@ const TABLE: &str = "shop.schema/orders";
 const CONTAINER: &str = "mongodb";
 /// 2024-06-16T09:00:00Z: a history in long-closed hours (the mirror's late-marker path).
 const PAST: u32 = 1_718_528_400;
-/// The top-level fields documents draw from (names Fabric takes as they are).
+/// The top-level fields documents draw from (plain names: no mapping, no SQL keyword).
 const FIELDS: [&str; 8] = [
-    "title", "qty", "price", "flag", "when", "meta", "tags", "ref",
+    "title", "qty", "price", "flag", "stamp", "meta", "tags", "note",
 ];
 /// A mirror pass over a few hundred change files, in a debug build on a busy machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(180);
@@ -586,6 +586,11 @@ impl Rig {
         }
     }
 
+    /// The number the replicator expects next for the table.
+    fn next_file(&self) -> Value {
+        replicator::dump(&self.state())[TABLE]["nextFile"].clone()
+    }
+
     /// The replicated table equals the model's state.
     fn check(&self, what: &str, expected: &BTreeMap<String, &Document>) {
         let dump = replicator::dump(&self.state());
@@ -784,9 +789,11 @@ async fn run_scenario(scenario: Scenario) {
         rig.replicate(&what);
         rig.check(&what, &expected(&changes, &delivered));
         if rng.chance(30) {
-            // A pass with nothing new changes nothing.
+            // A pass with nothing new publishes nothing (no empty file either).
+            let before = rig.next_file();
             rig.mirror_ok(&format!("{what}, again"));
             rig.replicate(&format!("{what}, again"));
+            assert_eq!(rig.next_file(), before, "{what}, again: no new data file");
             rig.check(&format!("{what}, again"), &expected(&changes, &delivered));
         }
     }
@@ -808,7 +815,8 @@ async fn run_scenario(scenario: Scenario) {
     drop(handler); // killed: nothing is in flight
 }
 
-/// `MIRROR_RANDOM_SEED` if set, else `count` seeds from the clock.
+/// `MIRROR_RANDOM_SEED` if set, else `count` seeds from the clock, the n-th one equal to
+/// n modulo 3 (a seed picks its scenario by its remainder, so it replays alone).
 fn seeds(count: u64) -> Vec<u64> {
     if let Some(seed) = std::env::var("MIRROR_RANDOM_SEED")
         .ok()
@@ -820,7 +828,9 @@ fn seeds(count: u64) -> Vec<u64> {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as u64;
-    (0..count).map(|n| base.wrapping_add(n * 7919)).collect()
+    (0..count)
+        .map(|n| (base / 3 * 3).wrapping_add(n * 3 * 7919 + n))
+        .collect()
 }
 
 fn now_seconds() -> u32 {
@@ -830,9 +840,9 @@ fn now_seconds() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_histories_replicate_exactly_on_the_local_lake() {
-    for (n, seed) in seeds(3).into_iter().enumerate() {
-        // Closed hours in both record encodings, then hours still open (a recent history).
-        let (encoding, start, step) = match n % 3 {
+    for seed in seeds(3) {
+        // Closed hours in both record encodings, or hours still open (a recent history).
+        let (encoding, start, step) = match seed % 3 {
             0 => ("relaxed", PAST, 60),
             1 => ("canonical", PAST, 60),
             _ => ("relaxed", now_seconds() - 900, 3),
