@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Map, Value};
 use support::handler::Handler;
 use support::python;
+use support::rng::Rng;
 
 /// 2024-06-16T09:00:00Z: the history spans this hour and the next few.
 const START: u32 = 1_718_528_400;
@@ -33,28 +34,6 @@ const FORMATS: &str = "jsonl,parquet";
 
 // ---------------------------------------------------------------------------------------
 // The simulated collection
-
-/// splitmix64: a small deterministic generator, so a failing history can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True `percent` times in a hundred.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// A value in both encodings: canonical (what Atlas sends) and relaxed (what the lake
 /// holds by default).

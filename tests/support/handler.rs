@@ -205,6 +205,11 @@ const RUN_DEADLINE: Duration = Duration::from_secs(20);
 /// Runs the handler with `args` and only `vars` in its environment and waits for it to
 /// exit, failing if it is still running at the deadline (it would be serving).
 pub fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    run_within(args, vars, RUN_DEADLINE)
+}
+
+/// As [`run`], with a deadline of the caller's (a pass over many records).
+pub fn run_within(args: &[&str], vars: &[(&str, &str)], deadline: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
         .args(args)
         .env_clear()
@@ -215,9 +220,9 @@ pub fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {
         .expect("handler starts");
     let started = Instant::now();
     while child.try_wait().expect("status").is_none() {
-        if started.elapsed() > RUN_DEADLINE {
+        if started.elapsed() > deadline {
             let _ = child.kill();
-            panic!("handler {args:?} still running after {RUN_DEADLINE:?}: it serves");
+            panic!("handler {args:?} still running after {deadline:?}: it serves or hangs");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

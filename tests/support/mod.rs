@@ -7,6 +7,9 @@ pub mod handler;
 pub mod python;
 pub mod timer;
 
+pub mod replicator;
+pub mod rng;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
