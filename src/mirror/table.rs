@@ -21,6 +21,9 @@ use crate::sink::{LakeFile, Sink, SinkError, Stored};
 
 /// Log files read at once: an hour's logs can hold a line per change file of the hour.
 const LOGS_AT_ONCE: usize = 8;
+/// Change-file bytes one step reads at most (a step takes at least one file): with the
+/// documents parsed and their Arrow columns, a step holds a few times this.
+const STEP_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a table's work needs from the pass.
 pub(super) struct Context<'a> {
@@ -51,7 +54,7 @@ pub(super) async fn mirror_table(
         return Ok(true);
     }
     summary.tables += 1;
-    for chunk in new.chunks(context.max_rows.max(1)) {
+    for chunk in steps_of(&new, context.max_rows) {
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Ok(false);
         }
@@ -182,6 +185,27 @@ async fn done_names(
 struct NewFile {
     hour: EventHour,
     path: LakePath,
+    size: u64,
+}
+
+/// `files` cut into steps of at most `max_rows` files and [`STEP_BYTES`] bytes.
+fn steps_of(files: &[NewFile], max_rows: usize) -> Vec<&[NewFile]> {
+    let mut steps = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (index, file) in files.iter().enumerate() {
+        let full = index - start >= max_rows.max(1) || bytes + file.size > STEP_BYTES;
+        if full && index > start {
+            steps.push(&files[start..index]);
+            start = index;
+            bytes = 0;
+        }
+        bytes += file.size;
+    }
+    if start < files.len() {
+        steps.push(&files[start..]);
+    }
+    steps
 }
 
 /// The change files of `hours` not in `done`, in name order (event time order).
@@ -196,14 +220,14 @@ async fn new_change_files(
             let mut pages = context.lake.list(folder);
             while let Some(page) = pages.try_next().await? {
                 for listed in page {
-                    let path = listed.path;
+                    let (path, size) = (listed.path, listed.size);
                     let of_hour = path.parent_segments() == folder.as_slice()
                         && context
                             .layout
                             .seconds_from_name(path.file_name())
                             .is_some_and(|s| EventHour::of_unix_seconds(i64::from(s)) == hour);
                     if of_hour && !done.contains(&NameHash::of(path.file_name())) {
-                        new.push(NewFile { hour, path });
+                        new.push(NewFile { hour, path, size });
                     }
                 }
             }
@@ -462,4 +486,35 @@ async fn is_present(sink: &dyn Sink, path: &LakePath) -> Result<bool, MirrorErro
 /// A key's 128-bit hash, as claims and logs hold it.
 fn key_hash(key: &str) -> KeyHash {
     NameHash::of_text(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(sizes: &[u64]) -> Vec<NewFile> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(n, size)| NewFile {
+                hour: EventHour::of_unix_seconds(0),
+                path: LakePath::new(vec![Segment::encode(&n.to_string())]).expect("path"),
+                size: *size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steps_are_bounded_by_files_and_by_bytes() {
+        let lengths = |steps: Vec<&[NewFile]>| steps.iter().map(|s| s.len()).collect::<Vec<_>>();
+        assert_eq!(lengths(steps_of(&files(&[1; 7]), 3)), vec![3, 3, 1]);
+        let big = STEP_BYTES / 2 + 1;
+        assert_eq!(lengths(steps_of(&files(&[big, big, big]), 100)), vec![1, 1, 1]);
+        // A file larger than the bound is a step of its own, never skipped.
+        assert_eq!(
+            lengths(steps_of(&files(&[1, STEP_BYTES * 2, 1]), 100)),
+            vec![1, 1, 1]
+        );
+        assert!(steps_of(&files(&[]), 5).is_empty());
+    }
 }
