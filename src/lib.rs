@@ -10,11 +10,11 @@
 mod blocking;
 pub mod cli;
 pub mod compact;
-pub mod mirror;
 pub mod configuration;
 pub mod domain;
 pub(crate) mod error;
 pub(crate) mod ingest;
+pub mod mirror;
 pub(crate) mod routes;
 pub(crate) mod server;
 pub(crate) mod signature;

@@ -15,8 +15,8 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 
 use self::part::{compact_hour, Context};
-use self::state::StatePaths;
 pub use self::state::CollectionHour;
+use self::state::StatePaths;
 use self::walk::{Collections, FolderCache};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{LakeFile, Sink, SinkError};

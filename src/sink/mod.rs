@@ -8,7 +8,7 @@ mod adls;
 mod group_sync;
 mod local;
 
-pub use adls::{AdlsSink, ClientError, APPEND_CHUNK};
+pub use adls::{identity_credential, AdlsSink, ClientError, APPEND_CHUNK};
 pub use local::LocalLake;
 
 use async_trait::async_trait;

@@ -4,6 +4,7 @@
 
 pub mod adls;
 pub mod handler;
+pub mod identity;
 pub mod python;
 
 use std::collections::{BTreeMap, HashMap};
