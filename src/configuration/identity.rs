@@ -33,21 +33,6 @@ pub enum UserAssigned {
     ObjectId(String),
 }
 
-impl EntraIdentity {
-    /// For logs: which identity, never an id.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            EntraIdentity::DefaultChain => "default credential chain",
-            EntraIdentity::UserAssigned(UserAssigned::ClientId(_)) => {
-                "user-assigned managed identity by client id"
-            }
-            EntraIdentity::UserAssigned(UserAssigned::ObjectId(_)) => {
-                "user-assigned managed identity by object id"
-            }
-        }
-    }
-}
-
 /// Reads the identity settings. Read whether or not Entra ID is used, so a mistake in them
 /// shows at start-up rather than when a landing zone is added.
 pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
