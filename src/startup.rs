@@ -142,7 +142,7 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
             };
             let adls = AdlsSettings {
                 account: url.account.clone(),
-                credential: Credential::EntraId,
+                credential: Credential::entra(&settings.identity),
                 endpoint: url.endpoint.clone(),
                 create_filesystem: false,
                 write_concurrency,

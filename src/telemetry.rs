@@ -11,9 +11,11 @@ use crate::configuration::LogFormat;
 
 /// Libraries whose debug logs hold secrets or documents: the storage client logs whole
 /// requests (URL with any SAS signature, the `Authorization` header, the body) and the
-/// HTTP client logs URLs. They stay at `info` whatever `RUST_LOG` says.
-const QUIET: [&str; 6] = [
+/// HTTP client logs URLs. They stay at `info` whatever `RUST_LOG` says (`typespec_client_core`
+/// is the pipeline under `azure_identity` 1.x: the user-assigned managed identity).
+const QUIET: [&str; 7] = [
     "azure_core=info",
+    "typespec_client_core=info",
     "azure_storage=info",
     "azure_storage_datalake=info",
     "azure_identity=info",

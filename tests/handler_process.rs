@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::handler::{count_files, Handler};
+use support::handler::{count_files, storage_failure, Handler};
 use support::{insert_event, sample};
 
 #[tokio::test]
@@ -243,10 +243,7 @@ async fn an_identity_that_cannot_get_a_token_fails_fast_with_the_reason() {
     );
     handler.terminate();
     let (_, log) = handler.wait();
-    let failure = log
-        .iter()
-        .find(|line| line.contains("ingest failed: storage"))
-        .expect("a log line for the failed request");
+    let failure = storage_failure(&log);
     assert!(failure.contains("Entra ID token"), "{failure}");
     assert!(dfs.files("mongodb").is_empty());
 }

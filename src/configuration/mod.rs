@@ -17,6 +17,7 @@ use crate::mirror::MirrorSettings;
 mod compact;
 mod connection_string;
 mod docs;
+mod identity;
 mod mirror;
 mod signing;
 mod storage;
@@ -24,6 +25,7 @@ mod table;
 mod vars;
 
 pub use docs::{settings_help, settings_markdown};
+pub use identity::{EntraIdentity, UserAssigned};
 pub use mirror::{LandingZone, LandingZoneUrl};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
@@ -98,6 +100,9 @@ pub enum LogFormat {
 pub struct Settings {
     pub listen: SocketAddr,
     pub storage: StorageSettings,
+    /// The Microsoft Entra ID identity for bearer tokens (`AZURE_CLIENT_ID`,
+    /// `STORAGE_IDENTITY_OBJECT_ID`): the change-file sink's and the landing zone's.
+    pub identity: EntraIdentity,
     /// The ADLS filesystem (container); locally, the first folder under the lake dir.
     pub container: String,
     pub layout: PathLayout,
@@ -126,7 +131,8 @@ impl Settings {
     /// Empty values count as unset, as an empty Azure app setting is.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let vars = Vars::new(lookup);
-        let storage = storage::from_vars(&vars)?;
+        let identity = identity::from_vars(&vars)?;
+        let storage = storage::from_vars(&vars, &identity)?;
         let signing = signing::from_vars(&vars)?;
         let (container, layout) = lake_layout(&vars)?;
         let compact = compact::from_vars(&vars, layout.directory())?;
@@ -164,6 +170,7 @@ impl Settings {
         Ok(Settings {
             listen: listen_address(&vars)?,
             storage,
+            identity,
             container,
             layout,
             encoding,

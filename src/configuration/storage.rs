@@ -3,8 +3,8 @@
 //!
 //! Credentials come from exactly one source: an account key (what the Python function
 //! used), a SAS token, a connection string, or Microsoft Entra ID (`STORAGE_AUTH=identity`:
-//! the Function App's managed identity, workload identity, a client secret or the Azure
-//! CLI). Two sources at once is a contradiction, none at all an error: start-up stops and
+//! the Function App's managed identity, system- or user-assigned, workload identity, a
+//! client secret or the Azure CLI). Two sources at once is a contradiction, none at all an error: start-up stops and
 //! names the setting rather than guessing.
 
 use std::fmt;
@@ -14,7 +14,11 @@ use std::time::Duration;
 use base64::Engine;
 
 use super::connection_string::ConnectionString;
-use super::table::{Key, MAX_RETRY_BUDGET_SECS};
+use super::identity::{EntraIdentity, UserAssigned};
+use super::table::{
+    Key, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, DEFAULT_WRITE_CONCURRENCY,
+    MAX_RETRY_BUDGET_SECS,
+};
 use super::vars::{Given, Vars};
 use super::ConfigError;
 use crate::domain::Segment;
@@ -100,6 +104,9 @@ pub enum Credential {
     Sas(Secret),
     /// Microsoft Entra ID through `azure_identity`'s default credential chain.
     EntraId,
+    /// Microsoft Entra ID as a user-assigned managed identity (`AZURE_CLIENT_ID` or
+    /// `STORAGE_IDENTITY_OBJECT_ID`), which the default chain cannot select.
+    UserAssignedIdentity(UserAssigned),
 }
 
 impl Credential {
@@ -109,7 +116,64 @@ impl Credential {
             Credential::AccountKey(_) => "account key",
             Credential::Sas(_) => "SAS token",
             Credential::EntraId => "Microsoft Entra ID",
+            Credential::UserAssignedIdentity(_) => {
+                "Microsoft Entra ID, user-assigned managed identity"
+            }
         }
+    }
+
+    /// The Entra ID credential for `identity`.
+    pub fn entra(identity: &EntraIdentity) -> Credential {
+        match identity {
+            EntraIdentity::DefaultChain => Credential::EntraId,
+            EntraIdentity::UserAssigned(id) => Credential::UserAssignedIdentity(id.clone()),
+        }
+    }
+
+    /// Whether requests carry an Entra ID bearer token.
+    pub fn is_entra(&self) -> bool {
+        matches!(
+            self,
+            Credential::EntraId | Credential::UserAssignedIdentity(_)
+        )
+    }
+}
+
+impl AdlsSettings {
+    /// Settings for a DFS endpoint reached with an Entra ID bearer token and the table's
+    /// defaults for timeouts, budget and concurrency (all fields can be changed after):
+    /// OneLake's landing zone (`https://onelake.dfs.fabric.microsoft.com/`), or any ADLS
+    /// Gen2 account. `setting` names the setting `endpoint` came from, for the error.
+    pub fn entra(
+        setting: &str,
+        endpoint: &str,
+        identity: &EntraIdentity,
+    ) -> Result<AdlsSettings, ConfigError> {
+        let endpoint = normalise_endpoint(endpoint).map_err(|p| ConfigError::new(setting, p))?;
+        Ok(AdlsSettings {
+            account: endpoint_account(&endpoint),
+            credential: Credential::entra(identity),
+            endpoint,
+            create_filesystem: false,
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        })
+    }
+}
+
+/// The account an endpoint names, for logs (a bearer token does not sign it): the last
+/// folder of a path-style endpoint (`http://127.0.0.1:10004/devstoreaccount1/`), else the
+/// host's first label (`onelake`, `<account>`).
+fn endpoint_account(endpoint: &str) -> String {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let mut parts = rest.trim_end_matches('/').split('/');
+    let host = parts.next().unwrap_or_default();
+    match parts.next_back() {
+        Some(folder) => folder.to_owned(),
+        None => host.split(['.', ':']).next().unwrap_or_default().to_owned(),
     }
 }
 
@@ -136,6 +200,7 @@ impl fmt::Debug for Secret {
 /// Reads the storage settings: the local lake unless an account or credential is set.
 pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     vars: &Vars<F>,
+    entra: &EntraIdentity,
 ) -> Result<StorageSettings, ConfigError> {
     let account = vars.given(Key::StorageAccountName)?;
     let key = vars.given(Key::StorageAccountKey)?;
@@ -195,7 +260,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
             let credential = match (key, sas) {
                 (Some(key), _) => Credential::AccountKey(Secret::new(key.text.trim())),
                 (_, Some(sas)) => Credential::Sas(Secret::new(sas.text.trim().trim_start_matches('?'))),
-                (None, None) if identity => Credential::EntraId,
+                (None, None) if identity => Credential::entra(entra),
                 (None, None) => return Err(ConfigError::new(
                     account.setting,
                     "is set but no credential is: set storage_account_key, STORAGE_SAS_TOKEN or STORAGE_CONNECTION_STRING, or STORAGE_AUTH=identity for Microsoft Entra ID (managed identity)",
@@ -301,7 +366,7 @@ fn check_credential(credential: &Credential, setting: &str) -> Result<(), Config
                 ));
             }
         }
-        Credential::EntraId => {}
+        Credential::EntraId | Credential::UserAssignedIdentity(_) => {}
     }
     Ok(())
 }
@@ -407,6 +472,53 @@ mod tests {
         assert_eq!(s.credential, Credential::EntraId);
         assert!(s.create_filesystem);
         assert_eq!(s.write_concurrency, 8);
+    }
+
+    #[test]
+    fn identity_with_a_client_id_is_the_user_assigned_identity() {
+        let client = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        let s = adls(&[
+            ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+            ("STORAGE_AUTH", "identity"),
+            ("AZURE_CLIENT_ID", client),
+        ]);
+        assert_eq!(
+            s.credential,
+            Credential::UserAssignedIdentity(UserAssigned::ClientId(client.into()))
+        );
+        // A client id beside a key is not used for storage (the landing zone may use it).
+        let s = adls(&[
+            ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+            ("STORAGE_ACCOUNT_KEY", KEY),
+            ("AZURE_CLIENT_ID", client),
+        ]);
+        assert_eq!(s.credential, Credential::AccountKey(Secret::new(KEY)));
+    }
+
+    #[test]
+    fn entra_settings_reach_onelake_or_any_dfs_endpoint() {
+        let identity = EntraIdentity::DefaultChain;
+        let s = AdlsSettings::entra(
+            "MIRROR_LANDING_ZONE",
+            "https://onelake.dfs.fabric.microsoft.com",
+            &identity,
+        )
+        .expect("valid");
+        assert_eq!(s.endpoint, "https://onelake.dfs.fabric.microsoft.com/");
+        assert_eq!(s.account, "onelake");
+        assert_eq!(s.credential, Credential::EntraId);
+        assert_eq!(s.retry_budget, DEFAULT_RETRY_BUDGET);
+        let s = AdlsSettings::entra(
+            "MIRROR_LANDING_ZONE",
+            "http://127.0.0.1:10004/devstoreaccount1",
+            &identity,
+        )
+        .expect("valid");
+        assert_eq!(s.account, "devstoreaccount1");
+        let error = AdlsSettings::entra("MIRROR_LANDING_ZONE", "https://x/?sig=SECRET", &identity)
+            .expect_err("a query is refused");
+        assert_eq!(error.setting, "MIRROR_LANDING_ZONE");
+        assert!(!error.problem.contains("SECRET"), "{error}");
     }
 
     #[test]

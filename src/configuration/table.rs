@@ -277,7 +277,27 @@ settings_table! {
     StorageAuth {
         name: "STORAGE_AUTH", alias: None, group: Group::Adls,
         kind: Kind::Choice { options: &["identity"], default: None },
-        help: "Credential 4: `identity` = Microsoft Entra ID (managed identity, `AZURE_CLIENT_ID`/`AZURE_TENANT_ID`/`AZURE_CLIENT_SECRET`, workload identity, Azure CLI). Keys, SAS tokens and connection strings are chosen by setting them.",
+        help: "Credential 4: `identity` = Microsoft Entra ID: the user-assigned managed identity `AZURE_CLIENT_ID` or `STORAGE_IDENTITY_OBJECT_ID` names, else the default chain (a service principal or workload identity from the environment, the system-assigned managed identity, the Azure CLI). Keys, SAS tokens and connection strings are chosen by setting them.",
+    }
+    AzureClientId {
+        name: "AZURE_CLIENT_ID", alias: None, group: Group::Adls,
+        kind: NO_DEFAULT,
+        help: "Microsoft Entra ID (`STORAGE_AUTH=identity`, the mirror's landing zone): the client id of the Function App's user-assigned managed identity to use. With `AZURE_CLIENT_SECRET` or `AZURE_FEDERATED_TOKEN_FILE` it is a service principal's instead (with `AZURE_TENANT_ID`). A GUID; not a resource id.",
+    }
+    StorageIdentityObjectId {
+        name: "STORAGE_IDENTITY_OBJECT_ID", alias: None, group: Group::Adls,
+        kind: NO_DEFAULT,
+        help: "Microsoft Entra ID: the user-assigned managed identity by its object (principal) id instead of `AZURE_CLIENT_ID`; both set is an error. A GUID.",
+    }
+    AzureClientSecret {
+        name: "AZURE_CLIENT_SECRET", alias: None, group: Group::Adls,
+        kind: Kind::Secret,
+        help: "Microsoft Entra ID: a service principal's secret (with `AZURE_CLIENT_ID` and `AZURE_TENANT_ID`), read by the default chain. A managed identity needs no secret.",
+    }
+    AzureFederatedTokenFile {
+        name: "AZURE_FEDERATED_TOKEN_FILE", alias: None, group: Group::Adls,
+        kind: NO_DEFAULT,
+        help: "Microsoft Entra ID: workload identity's token file (with `AZURE_CLIENT_ID` and `AZURE_TENANT_ID`), read by the default chain; set by Kubernetes.",
     }
     StorageDfsEndpoint {
         name: "STORAGE_DFS_ENDPOINT", alias: None, group: Group::Adls,

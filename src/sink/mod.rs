@@ -10,7 +10,7 @@ mod local;
 #[cfg(test)]
 pub mod testing;
 
-pub use adls::{AdlsSink, ClientError, APPEND_CHUNK};
+pub use adls::{identity_credential, AdlsSink, ClientError, APPEND_CHUNK};
 pub use local::LocalLake;
 
 use async_trait::async_trait;

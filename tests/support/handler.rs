@@ -202,6 +202,13 @@ impl Drop for Handler {
 /// Wide: a debug build on a busy machine. Only a hang (a server started) misses it.
 const RUN_DEADLINE: Duration = Duration::from_secs(20);
 
+/// The log line of the request that failed on storage (503), from a handler's log.
+pub fn storage_failure(log: &[String]) -> &str {
+    log.iter()
+        .find(|line| line.contains("ingest failed: storage"))
+        .expect("a log line for the failed request")
+}
+
 /// Runs the handler with `args` and only `vars` in its environment and waits for it to
 /// exit, failing if it is still running at the deadline (it would be serving).
 pub fn run(args: &[&str], vars: &[(&str, &str)]) -> Output {

@@ -4,6 +4,7 @@
 
 pub mod adls;
 pub mod handler;
+pub mod identity;
 pub mod python;
 pub mod timer;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::auth::TokenCredential;
 use azure_core::prelude::{ContentLength, ContentType};
 use azure_core::{
     Context, HttpClient, Method, Policy, PolicyResult, Request, RetryOptions, TransportOptions,
@@ -17,7 +18,8 @@ use azure_storage_datalake::clients::{
 };
 use bytes::Bytes;
 
-use crate::configuration::{AdlsSettings, Credential};
+use super::identity_bridge::UserAssignedCredential;
+use crate::configuration::{AdlsSettings, Credential, EntraIdentity, DEFAULT_REQUEST_TIMEOUT};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Below the 4-minute idle timeout of Azure's load balancers, so a pooled connection is
@@ -44,13 +46,8 @@ pub fn http_client(settings: &AdlsSettings) -> Result<reqwest::Client, ClientErr
         .build()?)
 }
 
-/// The credentials the settings name. Entra ID uses `azure_identity`'s default chain:
-/// environment (client secret, workload identity), the App Service / Functions managed
-/// identity (`IDENTITY_ENDPOINT`), the VM managed identity, then the Azure CLI.
-pub fn credentials(
-    settings: &AdlsSettings,
-    http: &reqwest::Client,
-) -> Result<StorageCredentials, ClientError> {
+/// The credentials the settings name.
+pub fn credentials(settings: &AdlsSettings) -> Result<StorageCredentials, ClientError> {
     Ok(match &settings.credential {
         Credential::AccountKey(key) => {
             StorageCredentials::access_key(settings.account.clone(), key.expose().to_owned())
@@ -59,12 +56,40 @@ pub fn credentials(
             StorageCredentials::sas_token(token.expose()).map_err(ClientError::Credential)?
         }
         Credential::EntraId => {
-            let http: Arc<dyn HttpClient> = Arc::new(http.clone());
+            StorageCredentials::token_credential(identity_credential(&EntraIdentity::DefaultChain)?)
+        }
+        Credential::UserAssignedIdentity(id) => StorageCredentials::token_credential(
+            identity_credential(&EntraIdentity::UserAssigned(id.clone()))?,
+        ),
+    })
+}
+
+/// A bearer-token credential for `identity`, for any DFS target: the change-file sink
+/// (`STORAGE_AUTH=identity`) or the mirror's landing zone (OneLake takes Entra ID only).
+/// A user-assigned identity goes through `azure_identity` 1.x (see `identity_bridge`);
+/// otherwise `azure_identity`'s default chain: environment (client secret, workload
+/// identity), the App Service / Functions managed identity (`IDENTITY_ENDPOINT`), the VM
+/// managed identity, then the Azure CLI. No request is sent; tokens are cached and renewed
+/// before they expire.
+pub fn identity_credential(
+    identity: &EntraIdentity,
+) -> Result<Arc<dyn TokenCredential>, ClientError> {
+    // Token requests are few (tokens last an hour or more): a client of their own.
+    let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(DEFAULT_REQUEST_TIMEOUT)
+        .build()?;
+    Ok(match identity {
+        EntraIdentity::DefaultChain => {
+            let http: Arc<dyn HttpClient> = Arc::new(http);
             let chain = DefaultAzureCredentialBuilder::default()
                 .with_options(TokenCredentialOptions::from(http))
                 .build()
                 .map_err(ClientError::Credential)?;
-            StorageCredentials::token_credential(Arc::new(chain))
+            Arc::new(chain)
+        }
+        EntraIdentity::UserAssigned(id) => {
+            Arc::new(UserAssignedCredential::new(id, http).map_err(ClientError::Credential)?)
         }
     })
 }

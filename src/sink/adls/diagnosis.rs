@@ -4,7 +4,7 @@
 
 use azure_core::error::ErrorKind;
 
-use super::retry::{status_and_code, with_causes};
+use super::retry::{is_transient, status_and_code, with_causes};
 use crate::configuration::{AdlsSettings, Credential};
 
 /// What went wrong, with what to do about it when that is known. Built from the
@@ -17,11 +17,21 @@ pub(super) fn describe(
     let Some((status, code)) = status_and_code(error) else {
         return match error.kind() {
             ErrorKind::Credential => format!(
-                "could not get a Microsoft Entra ID token ({}); on Azure, turn on the Function App's system-assigned identity",
-                with_causes(error)
+                "could not get a Microsoft Entra ID token ({}); {}",
+                with_causes(error),
+                match settings.credential {
+                    _ if is_transient(error) => "the token endpoint was busy or unreachable until the retry budget ended",
+                    Credential::UserAssignedIdentity(_) => "on Azure, add the user-assigned identity AZURE_CLIENT_ID (or STORAGE_IDENTITY_OBJECT_ID) names to the Function App's identities",
+                    _ => "on Azure, turn on the Function App's system-assigned identity, or name a user-assigned one with AZURE_CLIENT_ID",
+                }
             ),
             _ => cause(error),
         };
+    };
+    let entra_role = if is_onelake(&settings.endpoint) {
+        "the identity may not write here: give it the Contributor role on the Fabric workspace"
+    } else {
+        "the identity may not write here: give it the \"Storage Blob Data Contributor\" role on the storage account or container"
     };
     let code = code.unwrap_or("no error code");
     let hint = match (status, code) {
@@ -32,7 +42,7 @@ pub(super) fn describe(
         (403, "KeyBasedAuthenticationNotPermitted") => "the account has shared key access turned off: use STORAGE_AUTH=identity (Microsoft Entra ID) instead of a key or key-signed SAS".into(),
         (403, "AuthorizationPermissionMismatch" | "AuthorizationFailure") => {
             match settings.credential {
-                Credential::EntraId => "the identity may not write here: give it the \"Storage Blob Data Contributor\" role on the storage account or container".into(),
+                Credential::EntraId | Credential::UserAssignedIdentity(_) => entra_role.into(),
                 Credential::Sas(_) => "the SAS token lacks permissions: it needs read, add, create, write, delete and list (sp=racwdl) on the blob service".into(),
                 Credential::AccountKey(_) => "the account refuses this request (its network rules, or a firewall in front of it)".into(),
             }
@@ -40,7 +50,7 @@ pub(super) fn describe(
         (401 | 403, _) => match settings.credential {
             Credential::AccountKey(_) => "authentication failed: check storage_account_key (or the connection string's AccountKey) against the account's access keys".into(),
             Credential::Sas(_) => "authentication failed: check STORAGE_SAS_TOKEN (expired, revoked or for another account)".into(),
-            Credential::EntraId => "the Microsoft Entra ID token was refused: check the identity's tenant and that it has the \"Storage Blob Data Contributor\" role".into(),
+            Credential::EntraId | Credential::UserAssignedIdentity(_) => format!("the Microsoft Entra ID token was refused: check the identity's tenant, and {}", entra_role.trim_start_matches("the identity may not write here: ")),
         },
         _ => String::new(),
     };
@@ -49,6 +59,11 @@ pub(super) fn describe(
     } else {
         format!("{}: {hint}", cause(error))
     }
+}
+
+/// Whether the endpoint is Microsoft Fabric's OneLake (roles are the workspace's there).
+fn is_onelake(endpoint: &str) -> bool {
+    endpoint.contains(".fabric.microsoft.com")
 }
 
 /// The failure in a few words, for a retry's log line: the status and storage error code,
@@ -67,7 +82,7 @@ pub(super) fn cause(error: &azure_core::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::configuration::Secret;
+    use crate::configuration::{Secret, UserAssigned};
     use azure_core::StatusCode;
 
     fn settings(credential: Credential) -> AdlsSettings {
@@ -90,6 +105,34 @@ mod tests {
             },
             "the message may quote a URL with sig=SECRET",
         )
+    }
+
+    #[test]
+    fn entra_failures_name_the_identity_or_the_workspace() {
+        let user_assigned = settings(Credential::UserAssignedIdentity(UserAssigned::ClientId(
+            "id".into(),
+        )));
+        let mut onelake = settings(Credential::EntraId);
+        onelake.endpoint = "https://onelake.dfs.fabric.microsoft.com/".into();
+        let not_assigned = azure_core::Error::full(
+            ErrorKind::Credential,
+            azure_core::Error::message(
+                ErrorKind::HttpResponse {
+                    status: StatusCode::BadRequest,
+                    error_code: None,
+                },
+                "the identity endpoint answered 400",
+            ),
+            "ManagedIdentityCredential authentication failed.",
+        );
+        let text = describe(&not_assigned, &user_assigned, "mongodb");
+        assert!(
+            text.contains("answered 400") && text.contains("AZURE_CLIENT_ID"),
+            "{text}"
+        );
+        let refused = http(StatusCode::Forbidden, "AuthorizationPermissionMismatch");
+        let text = describe(&refused, &onelake, "workspace");
+        assert!(text.contains("Fabric workspace"), "{text}");
     }
 
     #[test]

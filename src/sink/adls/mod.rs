@@ -21,6 +21,7 @@
 mod client;
 mod diagnosis;
 mod files;
+mod identity_bridge;
 mod retry;
 mod spooled;
 
@@ -35,7 +36,7 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-pub use self::client::ClientError;
+pub use self::client::{identity_credential, ClientError};
 use self::retry::{is_transient, status_and_code, Retries};
 pub use self::spooled::APPEND_CHUNK;
 use super::{LakeFile, ListPages, Sink, SinkError, Stored};
@@ -92,15 +93,31 @@ impl AdlsSink {
         filesystem: &str,
         directory: &[Segment],
     ) -> Result<AdlsSink, ClientError> {
-        let http = client::http_client(settings)?;
-        let credentials = client::credentials(settings, &http)?;
-        Ok(AdlsSink::build(
+        AdlsSink::with_credentials(
             settings,
-            credentials,
-            http,
+            client::credentials(settings)?,
             filesystem,
             directory,
-        ))
+        )
+    }
+
+    /// A sink on any DFS target reached with a bearer token: `settings` from
+    /// [`AdlsSettings::entra`] (the endpoint, e.g. OneLake's
+    /// `https://onelake.dfs.fabric.microsoft.com/`, and the limits), `filesystem` (OneLake:
+    /// the workspace), `directory` (OneLake: `<item>`, `Files`, `LandingZone`) and a
+    /// credential from [`identity_credential`]. No request is sent.
+    pub fn with_token_credential(
+        settings: &AdlsSettings,
+        credential: Arc<dyn azure_core::auth::TokenCredential>,
+        filesystem: &str,
+        directory: &[Segment],
+    ) -> Result<AdlsSink, ClientError> {
+        AdlsSink::with_credentials(
+            settings,
+            azure_storage::StorageCredentials::token_credential(credential),
+            filesystem,
+            directory,
+        )
     }
 
     /// As [`AdlsSink::new`], with credentials made elsewhere (tests use fixed tokens).
