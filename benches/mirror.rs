@@ -124,7 +124,7 @@ fn record_line(n: usize, key: usize, seconds: u64) -> String {
         r#"{{"operationType":"update","dataSource":"fullDocument","eventId":"82{seconds:08X}{n:016X}","ns":{{"db":"bench","coll":"events"}},"documentKey":{{"_id":{key}}},"clusterTime":{{"$timestamp":{{"t":{seconds},"i":{n}}}}},"data":{{"_id":{key},"name":"customer {key}","qty":{n},"price":{price},"active":{active},"at":{{"$date":"2024-06-16T10:00:00Z"}},"address":{{"city":"Paris","zip":"75001"}},"tags":["a","b","c"],"note":"{note}"}}}}
 "#,
         price = (n % 1000) as f64 + 0.25,
-        active = n % 2 == 0,
+        active = n.is_multiple_of(2),
         note = "x".repeat(400),
     )
 }

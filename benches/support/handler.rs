@@ -174,4 +174,3 @@ pub fn run_command(args: &[&str], settings: &[(&str, String)]) -> (f64, f64, Str
     );
     (seconds, usage.ru_maxrss as f64 / 1024.0, text)
 }
-

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use self::part::{compact_hour, Context};
-pub use self::state::{CollectionHour, NameHash};
 use self::state::StatePaths;
+pub use self::state::{CollectionHour, NameHash};
 use self::walk::{Collections, FolderCache};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{LakeFile, Sink, SinkError};

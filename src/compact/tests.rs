@@ -424,9 +424,5 @@ async fn an_idle_pass_lists_state_only() {
         .await
         .expect("idle");
     assert_eq!(summary.hours_checked, 0, "{summary:?}");
-    assert_eq!(
-        counting.operations(),
-        2,
-        "the watermark and late folders"
-    );
+    assert_eq!(counting.operations(), 2, "the watermark and late folders");
 }

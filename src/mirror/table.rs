@@ -11,8 +11,8 @@ use super::change::{ChangeKind, MirrorChange};
 use super::columns::{write_parquet, MirrorRow, RowChange};
 use super::landing::{LandingPaths, METADATA};
 use super::state::{
-    parse_log, parse_number, Claim, ClaimHeader, KeyHash, MirrorPaths, Outcome, StepLine,
-    TableKey, TablePaths,
+    parse_log, parse_number, Claim, ClaimHeader, KeyHash, MirrorPaths, Outcome, StepLine, TableKey,
+    TablePaths,
 };
 use super::{MirrorError, MirrorSummary};
 use crate::compact::NameHash;
@@ -509,7 +509,10 @@ mod tests {
         let lengths = |steps: Vec<&[NewFile]>| steps.iter().map(|s| s.len()).collect::<Vec<_>>();
         assert_eq!(lengths(steps_of(&files(&[1; 7]), 3)), vec![3, 3, 1]);
         let big = STEP_BYTES / 2 + 1;
-        assert_eq!(lengths(steps_of(&files(&[big, big, big]), 100)), vec![1, 1, 1]);
+        assert_eq!(
+            lengths(steps_of(&files(&[big, big, big]), 100)),
+            vec![1, 1, 1]
+        );
         // A file larger than the bound is a step of its own, never skipped.
         assert_eq!(
             lengths(steps_of(&files(&[1, STEP_BYTES * 2, 1]), 100)),

@@ -79,7 +79,12 @@ impl Setup {
     }
 
     fn mirror_with(&self, lake: Arc<dyn Sink>, settings: MirrorSettings) -> Mirror {
-        Mirror::new(lake, Arc::clone(&self.landing), self.layout.clone(), settings)
+        Mirror::new(
+            lake,
+            Arc::clone(&self.landing),
+            self.layout.clone(),
+            settings,
+        )
     }
 
     async fn ingest(&self, events: &[String]) {
@@ -228,16 +233,18 @@ async fn changes_become_numbered_files_and_an_idle_pass_adds_none() {
         .await;
     let summary = setup.mirror().pass(at(60)).await.expect("pass");
     assert_eq!(
-        (summary.tables, summary.changes, summary.upserts, summary.files),
+        (
+            summary.tables,
+            summary.changes,
+            summary.upserts,
+            summary.files
+        ),
         (2, 3, 3, 2),
         "{summary:?}"
     );
-    assert_eq!(
-        setup.data_files("c"),
-        vec!["00000000000000000001.parquet"]
-    );
-    let metadata = std::fs::read_to_string(setup.table_dir("c").join("_metadata.json"))
-        .expect("metadata");
+    assert_eq!(setup.data_files("c"), vec!["00000000000000000001.parquet"]);
+    let metadata =
+        std::fs::read_to_string(setup.table_dir("c").join("_metadata.json")).expect("metadata");
     assert_eq!(metadata, r#"{"keyColumns":["_id"]}"#);
     assert_eq!(setup.table("c"), expect_table(&[("1", "a"), ("2", "b")]));
 
@@ -286,7 +293,11 @@ async fn a_late_change_never_overwrites_a_newer_state_nor_resurrects_a_deleted_o
         ])
         .await;
     let late = setup.mirror().pass(at(120)).await.expect("pass");
-    assert_eq!((late.changes, late.stale, late.files), (2, 2, 0), "{late:?}");
+    assert_eq!(
+        (late.changes, late.stale, late.files),
+        (2, 2, 0),
+        "{late:?}"
+    );
     assert_eq!(setup.table("c"), expect_table(&[("1", "v3")]));
     assert_eq!(setup.data_files("c").len(), 1, "no file without rows");
 
@@ -295,10 +306,7 @@ async fn a_late_change_never_overwrites_a_newer_state_nor_resurrects_a_deleted_o
         .ingest(&[change("c", "insert", 2, HOUR_10 + 40, 1, Some("w3"))])
         .await;
     setup.mirror().pass(at(180)).await.expect("pass");
-    assert_eq!(
-        setup.table("c"),
-        expect_table(&[("1", "v3"), ("2", "w3")])
-    );
+    assert_eq!(setup.table("c"), expect_table(&[("1", "v3"), ("2", "w3")]));
     assert_eq!(setup.data_files("c").len(), 2);
 }
 
@@ -318,10 +326,7 @@ async fn a_late_change_newer_than_the_published_state_is_applied() {
         .await;
     let summary = setup.mirror().pass(at(120)).await.expect("pass");
     assert_eq!((summary.upserts, summary.stale), (1, 0), "{summary:?}");
-    assert_eq!(
-        setup.table("c"),
-        expect_table(&[("1", "v2"), ("2", "w1")])
-    );
+    assert_eq!(setup.table("c"), expect_table(&[("1", "v2"), ("2", "w1")]));
 }
 
 #[tokio::test]
@@ -422,10 +427,7 @@ async fn numbering_continues_after_fabric_moves_processed_files() {
         .ingest(&[change("c", "insert", 2, HOUR_10 + 70, 1, Some("w1"))])
         .await;
     setup.mirror().pass(at(120)).await.expect("pass");
-    assert_eq!(
-        setup.data_files("c"),
-        vec!["00000000000000000002.parquet"]
-    );
+    assert_eq!(setup.data_files("c"), vec!["00000000000000000002.parquet"]);
 }
 
 #[tokio::test]
@@ -488,7 +490,10 @@ async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
             "stopped at {fail_at}: contiguous, nothing published twice"
         );
         let again = setup.mirror().pass(at(240)).await.expect("idle");
-        assert_eq!(again.changes, 0, "stopped at {fail_at}: {next:?} then {again:?}");
+        assert_eq!(
+            again.changes, 0,
+            "stopped at {fail_at}: {next:?} then {again:?}"
+        );
         if stopped.is_ok() {
             break;
         }

@@ -89,4 +89,3 @@ impl Sink for Stopping {
         "stopping".to_owned()
     }
 }
-
