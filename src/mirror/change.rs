@@ -45,8 +45,15 @@ struct RecordLine {
 impl MirrorChange {
     /// Parses a change file (one JSON line, README "Record format").
     pub fn parse(bytes: &[u8]) -> Result<MirrorChange, ChangeFileError> {
-        let line: RecordLine = serde_json::from_slice(bytes)
-            .map_err(|error| ChangeFileError(format!("not a change record: {error}")))?;
+        // serde's and bson's messages can quote the document: only where and what kind.
+        let line: RecordLine = serde_json::from_slice(bytes).map_err(|error| {
+            ChangeFileError(format!(
+                "not a change record ({:?} error at line {}, column {})",
+                error.classify(),
+                error.line(),
+                error.column()
+            ))
+        })?;
         let key = match document(line.document_key, "documentKey")?.get("_id") {
             Some(id) => key_text(id),
             None => return Err(ChangeFileError("documentKey has no _id".to_owned())),
@@ -75,9 +82,7 @@ fn document(value: Value, field: &str) -> Result<Document, ChangeFileError> {
     match Bson::try_from(value) {
         Ok(Bson::Document(document)) => Ok(document),
         Ok(_) => Err(ChangeFileError(format!("{field} is not a document"))),
-        Err(error) => Err(ChangeFileError(format!(
-            "{field} is not Extended JSON: {error}"
-        ))),
+        Err(_) => Err(ChangeFileError(format!("{field} is not Extended JSON"))),
     }
 }
 

@@ -9,7 +9,7 @@ mod landing;
 mod state;
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,11 +17,11 @@ use serde::Serialize;
 
 use self::landing::LandingPaths;
 use self::state::TableKey;
-use self::table::{mirror_table, Context, TableHours};
+use self::table::{mirror_hour, Context, TableState};
 use crate::compact::walk::{every_hour, folders_of_hour, Collections, FolderCache};
 use crate::compact::{unix_seconds, CollectionHour, CompactError};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{LakeFile, Sink, SinkError};
 
 pub use landing::fabric_name;
 pub use state::MirrorPaths;
@@ -98,6 +98,16 @@ pub enum MirrorError {
     Parquet(#[from] columns::ParquetWriteError),
 }
 
+impl MirrorError {
+    /// The failure without paths (change files' paths hold `_id`s), for logs.
+    pub fn cause(&self) -> String {
+        match self {
+            MirrorError::Storage(error) => format!("storage: {}", error.cause()),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Runs mirror passes from one lake into one landing zone.
 pub struct Mirror {
     lake: Arc<dyn Sink>,
@@ -165,9 +175,18 @@ impl Mirror {
             .collect();
         let watermark = watermarks.iter().max().copied();
 
-        // The open hours (every hour the first time), then the hours late markers name.
-        let mut cache = FolderCache::new(lake);
-        let mut work: BTreeMap<TableKey, TableHours> = BTreeMap::new();
+        // Markers first: a folder a late record created after the walk below cached its
+        // parent is then still found (the record was stored before its marker).
+        let markers: Vec<LakePath> = lake.list_paths(&paths.late_folder()).await?;
+        let mut marked: BTreeMap<CollectionHour, Vec<LakePath>> = BTreeMap::new();
+        for marker in markers {
+            if let Some(key) = paths.late_marker_key(&marker) {
+                marked.entry(key).or_default().push(marker);
+            }
+        }
+
+        // The open hours (every hour with change files the first time) and the hours late
+        // markers name, walked hour by hour: a pass holds one hour of one table at a time.
         let open: Vec<EventHour> = match watermark {
             Some(first) => hours_between(first, current),
             None => {
@@ -182,25 +201,10 @@ impl Mirror {
                 hours
             }
         };
-        for hour in open {
-            let found = folders_of_hour(&self.layout, &mut cache, hour, Collections::All).await?;
-            add_work(&mut work, found);
-        }
-        let markers: Vec<LakePath> = lake.list_paths(&paths.late_folder()).await?;
-        let mut marked = std::collections::BTreeSet::new();
-        for marker in &markers {
-            if let Some(key) = paths.late_marker_key(marker) {
-                marked.insert(key);
-            }
-        }
-        for key in &marked {
-            let one = Collections::One {
-                db: &key.db,
-                coll: &key.coll,
-            };
-            let found = folders_of_hour(&self.layout, &mut cache, key.hour, one).await?;
-            add_work(&mut work, found);
-        }
+        let mut hours: Vec<EventHour> = open.clone();
+        hours.extend(marked.keys().map(|key| key.hour));
+        hours.sort();
+        hours.dedup();
 
         let context = Context {
             lake,
@@ -212,36 +216,79 @@ impl Mirror {
         };
         // A budget too large for the clock (the command's) is no deadline.
         let deadline = started.checked_add(self.settings.time_budget);
-        // One table's failure (a lost claim race, a change file that does not parse) does
-        // not hold the others back; the pass still fails, and closes nothing.
+        let mut cache = FolderCache::new(lake);
+        let mut tables: HashMap<TableKey, TableState> = HashMap::new();
         let mut failed = None;
-        for (table, hours) in &work {
-            match mirror_table(&context, table, hours, deadline, summary).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    summary.more_to_do = true;
-                    return Ok(());
+        // The first hour not finished for every table, when the budget ends.
+        let mut unfinished = None;
+        'hours: for hour in hours {
+            let mut found = if open.contains(&hour) {
+                folders_of_hour(&self.layout, &mut cache, hour, Collections::All).await?
+            } else {
+                BTreeMap::new()
+            };
+            for key in marked.keys().filter(|key| key.hour == hour) {
+                let one = Collections::One {
+                    db: &key.db,
+                    coll: &key.coll,
+                };
+                found.extend(folders_of_hour(&self.layout, &mut cache, hour, one).await?);
+            }
+            // A marked hour whose folders are gone has nothing left to mirror.
+            for (key, markers) in marked.iter().filter(|(key, _)| key.hour == hour) {
+                if !found.contains_key(key) {
+                    for marker in markers {
+                        lake.delete(marker).await?;
+                        summary.late_markers += 1;
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(table = %LandingPaths::table_name(table), %error, "mirror: table not mirrored in this pass");
-                    failed.get_or_insert(error);
+            }
+            for (key, folders) in found {
+                let table = TableKey {
+                    db: key.db.clone(),
+                    coll: key.coll.clone(),
+                };
+                let outcome =
+                    mirror_hour(&context, &mut tables, &table, hour, &folders, deadline, summary)
+                        .await;
+                match outcome {
+                    Ok(true) => {
+                        for marker in marked.get(&key).into_iter().flatten() {
+                            lake.delete(marker).await?;
+                            summary.late_markers += 1;
+                        }
+                    }
+                    Ok(false) => {
+                        summary.more_to_do = true;
+                        unfinished = Some(hour);
+                        break 'hours;
+                    }
+                    // One table's failure (a lost claim race, a change file that does not
+                    // parse) does not hold the others back: a marker brings its hour back
+                    // to the next pass, so the watermark can still move on.
+                    Err(error) => {
+                        tracing::warn!(table = %LandingPaths::table_name(&table), hour = %hour.compact_digits(), error = %error.cause(), "mirror: a table hour is left for the next pass");
+                        let retry = paths.late_marker(&key, Segment::assemble("_retry".to_owned()));
+                        lake.store_one(LakeFile {
+                            path: retry,
+                            contents: Vec::new(),
+                        })
+                        .await?;
+                        failed.get_or_insert(error);
+                    }
                 }
             }
         }
-        if let Some(error) = failed {
-            return Err(error);
-        }
 
-        // Everything listed is published: the markers are done, and the hours closed
-        // when this pass started stay closed.
-        for marker in &markers {
-            lake.delete(marker).await?;
-        }
-        summary.late_markers = markers.len() as u64;
+        // The hours closed when this pass started, and finished by it for every table,
+        // stay closed: later records of them carry late markers.
         let delay = i64::try_from(self.settings.delay.as_secs()).unwrap_or(i64::MAX);
-        let first_open = EventHour::of_unix_seconds(start_seconds.saturating_sub(delay));
+        let mut first_open = EventHour::of_unix_seconds(start_seconds.saturating_sub(delay));
+        if let Some(hour) = unfinished {
+            first_open = first_open.min(hour);
+        }
         if watermark.is_none_or(|old| first_open > old) {
-            lake.store_one(crate::sink::LakeFile {
+            lake.store_one(LakeFile {
                 path: paths.watermark(first_open),
                 contents: Vec::new(),
             })
@@ -250,7 +297,10 @@ impl Mirror {
                 lake.delete(&paths.watermark(*old)).await?;
             }
         }
-        Ok(())
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 }
 
@@ -263,24 +313,6 @@ fn hours_between(first: EventHour, last: EventHour) -> Vec<EventHour> {
         hour = hour.next();
     }
     hours
-}
-
-fn add_work(
-    work: &mut BTreeMap<TableKey, TableHours>,
-    found: BTreeMap<CollectionHour, Vec<Vec<Segment>>>,
-) {
-    for (key, folders) in found {
-        let table = TableKey {
-            db: key.db,
-            coll: key.coll,
-        };
-        let hour = work.entry(table).or_default().entry(key.hour).or_default();
-        for folder in folders {
-            if !hour.contains(&folder) {
-                hour.push(folder);
-            }
-        }
-    }
 }
 
 /// The template walk is shared with compaction and speaks its errors.

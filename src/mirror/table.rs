@@ -2,7 +2,7 @@
 //! change files not handled yet, and publish them in bounded steps (docs/decisions.md,
 //! "Issue #10").
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use futures_util::TryStreamExt;
@@ -35,31 +35,48 @@ pub(super) struct Context<'a> {
     pub max_rows: usize,
 }
 
-/// The hours of one table a pass lists, with the folders of each.
-pub(super) type TableHours = BTreeMap<EventHour, Vec<Vec<Segment>>>;
+/// What a pass knows of a table once it has loaded its state.
+#[derive(Debug, Clone)]
+pub(super) struct TableState {
+    header: ClaimHeader,
+    /// The table had new change files in this pass (for the summary's count).
+    touched: bool,
+}
 
-/// Mirrors the new change files of `hours`. `Ok(false)`: the deadline came first.
-pub(super) async fn mirror_table(
+/// Mirrors the new change files of one table's `hour` (in `folders`). `Ok(false)`: the
+/// deadline came first. The table's state is loaded on its first hour in a pass and kept
+/// in `tables` while its steps succeed.
+pub(super) async fn mirror_hour(
     context: &Context<'_>,
+    tables: &mut HashMap<TableKey, TableState>,
     table: &TableKey,
-    hours: &TableHours,
+    hour: EventHour,
+    folders: &[Vec<Segment>],
     deadline: Option<Instant>,
     summary: &mut MirrorSummary,
 ) -> Result<bool, MirrorError> {
     let paths = context.paths.table(table);
-    let mut state = load_state(context, table, &paths, summary).await?;
-    let done = done_names(context, &paths, hours.keys().copied()).await?;
-    let new = new_change_files(context, hours, &done).await?;
-    if new.is_empty() {
-        return Ok(true);
+    let mut state = match tables.remove(table) {
+        Some(state) => state,
+        None => TableState {
+            header: load_state(context, table, &paths, summary).await?,
+            touched: false,
+        },
+    };
+    let done = done_names(context, &paths, hour).await?;
+    let new = new_change_files(context, hour, folders, &done).await?;
+    if !new.is_empty() && !state.touched {
+        state.touched = true;
+        summary.tables += 1;
     }
-    summary.tables += 1;
     for chunk in steps_of(&new, context.max_rows) {
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            tables.insert(table.clone(), state);
             return Ok(false);
         }
-        state = step(context, table, &paths, state, chunk, summary).await?;
+        state.header = step(context, table, &paths, state.header, chunk, summary).await?;
     }
+    tables.insert(table.clone(), state);
     Ok(true)
 }
 
@@ -165,19 +182,17 @@ async fn each_log_line(
     Ok(())
 }
 
-/// The names of the change files already handled in `hours` (16 bytes each).
+/// The names of the change files of `hour` already handled (16 bytes each).
 async fn done_names(
     context: &Context<'_>,
     paths: &TablePaths,
-    hours: impl Iterator<Item = EventHour>,
+    hour: EventHour,
 ) -> Result<HashSet<NameHash>, MirrorError> {
     let mut done = HashSet::new();
-    for hour in hours {
-        each_log_line(context, &paths.hour_logs_folder(hour), |line| {
-            done.insert(NameHash::of(line.path.file_name()));
-        })
-        .await?;
-    }
+    each_log_line(context, &paths.hour_logs_folder(hour), |line| {
+        done.insert(NameHash::of(line.path.file_name()));
+    })
+    .await?;
     Ok(done)
 }
 
@@ -208,27 +223,27 @@ fn steps_of(files: &[NewFile], max_rows: usize) -> Vec<&[NewFile]> {
     steps
 }
 
-/// The change files of `hours` not in `done`, in name order (event time order).
+/// The change files of `hour` in `folders` not in `done`, in name order (event time
+/// order).
 async fn new_change_files(
     context: &Context<'_>,
-    hours: &TableHours,
+    hour: EventHour,
+    folders: &[Vec<Segment>],
     done: &HashSet<NameHash>,
 ) -> Result<Vec<NewFile>, MirrorError> {
     let mut new = Vec::new();
-    for (&hour, folders) in hours {
-        for folder in folders {
-            let mut pages = context.lake.list(folder);
-            while let Some(page) = pages.try_next().await? {
-                for listed in page {
-                    let (path, size) = (listed.path, listed.size);
-                    let of_hour = path.parent_segments() == folder.as_slice()
-                        && context
-                            .layout
-                            .seconds_from_name(path.file_name())
-                            .is_some_and(|s| EventHour::of_unix_seconds(i64::from(s)) == hour);
-                    if of_hour && !done.contains(&NameHash::of(path.file_name())) {
-                        new.push(NewFile { hour, path, size });
-                    }
+    for folder in folders {
+        let mut pages = context.lake.list(folder);
+        while let Some(page) = pages.try_next().await? {
+            for listed in page {
+                let (path, size) = (listed.path, listed.size);
+                let of_hour = path.parent_segments() == folder.as_slice()
+                    && context
+                        .layout
+                        .seconds_from_name(path.file_name())
+                        .is_some_and(|s| EventHour::of_unix_seconds(i64::from(s)) == hour);
+                if of_hour && !done.contains(&NameHash::of(path.file_name())) {
+                    new.push(NewFile { hour, path, size });
                 }
             }
         }
@@ -369,7 +384,15 @@ async fn step(
             contents: claim.to_text(),
         })
         .await?;
-    if claimed == Stored::AlreadyPresent {
+    // A claim can only be new while its step was never finished: old claims are
+    // deleted, `published` markers never are. A pass that loaded its state long ago
+    // may find a deleted claim's number free; it must not take it again.
+    let reused = claimed == Stored::Written
+        && is_present(context.lake, &paths.published(claim.header.step)).await?;
+    if reused {
+        context.lake.delete(&paths.claim(claim.header.step)).await?;
+    }
+    if claimed == Stored::AlreadyPresent || reused {
         return Err(MirrorError::Busy(format!(
             "another pass took step {} of table {}; this pass leaves the table to it",
             claim.header.step,
@@ -416,12 +439,16 @@ async fn finish_step(
                 })
                 .await?;
         }
+        // Recovering, the file may be out already, or even applied and moved by Fabric
+        // (moves go one way: look in place first, then among the processed files).
         let taken = recovering
-            && is_present(
-                context.landing,
-                &context.landing_paths.processed_file(table, number),
-            )
-            .await?;
+            && (is_present(context.landing, &context.landing_paths.data_file(table, number))
+                .await?
+                || is_present(
+                    context.landing,
+                    &context.landing_paths.processed_file(table, number),
+                )
+                .await?);
         if !taken {
             let contents = write_parquet(&header.columns, rows)?;
             let stored = context
@@ -466,11 +493,11 @@ async fn finish_step(
             contents: Vec::new(),
         })
         .await?;
-    // The latest two steps are kept: the latest is the table's state, the one before
-    // it may still be read by a pass that listed the claims just before this one.
+    // The latest two claims are kept: the latest is the table's state, the one before
+    // it may still be read by a pass that listed the claims just before this one. The
+    // empty `published` markers stay: they tell a slow pass that a number is taken.
     if let Some(old) = header.step.checked_sub(2).filter(|old| *old > 0) {
         context.lake.delete(&paths.claim(old)).await?;
-        context.lake.delete(&paths.published(old)).await?;
     }
     Ok(())
 }

@@ -99,27 +99,55 @@ impl Setup {
         self.landing_root.join("LandingZone/d.schema").join(coll)
     }
 
-    /// The table's data file names, in order.
+    /// The table's data file names, in order: those in place and those Fabric moved to
+    /// `_ProcessedFiles/` (a name in both places is there twice).
     fn data_files(&self, coll: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.table_dir(coll))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                    .filter(|n| n.ends_with(".parquet"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut names: Vec<String> = self
+            .data_paths(coll)
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .collect();
         names.sort();
         names
+    }
+
+    fn data_paths(&self, coll: &str) -> Vec<std::path::PathBuf> {
+        let table = self.table_dir(coll);
+        let mut paths = Vec::new();
+        for folder in [table.clone(), table.join("_ProcessedFiles")] {
+            if let Ok(entries) = std::fs::read_dir(folder) {
+                paths.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
+                );
+            }
+        }
+        paths.sort_by_key(|p| p.file_name().map(ToOwned::to_owned));
+        paths
+    }
+
+    /// What Fabric does with applied files: moves them to `_ProcessedFiles/`.
+    fn process_files(&self, coll: &str) {
+        let table = self.table_dir(coll);
+        let processed = table.join("_ProcessedFiles");
+        std::fs::create_dir_all(&processed).expect("dir");
+        for path in self.data_paths(coll) {
+            if path.parent() == Some(table.as_path()) {
+                let name = path.file_name().expect("name");
+                assert!(!processed.join(name).exists(), "{name:?} published twice");
+                std::fs::rename(&path, processed.join(name)).expect("move");
+            }
+        }
     }
 
     /// The table as its data files leave it, applied in order: `_id` -> the row's
     /// `v` column (deleted rows absent). A small stand-in for the replicator.
     fn table(&self, coll: &str) -> BTreeMap<String, Option<String>> {
         let mut table = BTreeMap::new();
-        for name in self.data_files(coll) {
-            let file = std::fs::File::open(self.table_dir(coll).join(&name)).expect("file");
+        for path in self.data_paths(coll) {
+            let file = std::fs::File::open(path).expect("file");
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                 .expect("parquet")
                 .build()
@@ -419,15 +447,20 @@ async fn numbering_continues_after_fabric_moves_processed_files() {
         .ingest(&[change("c", "insert", 1, HOUR_10 + 1, 1, Some("v1"))])
         .await;
     setup.mirror().pass(at(60)).await.expect("pass");
-    let processed = setup.table_dir("c").join("_ProcessedFiles");
-    std::fs::create_dir_all(&processed).expect("dir");
-    let first = "00000000000000000001.parquet";
-    std::fs::rename(setup.table_dir("c").join(first), processed.join(first)).expect("move");
+    setup.process_files("c");
     setup
         .ingest(&[change("c", "insert", 2, HOUR_10 + 70, 1, Some("w1"))])
         .await;
     setup.mirror().pass(at(120)).await.expect("pass");
-    assert_eq!(setup.data_files("c"), vec!["00000000000000000002.parquet"]);
+    assert_eq!(
+        setup.data_files("c"),
+        vec![
+            "00000000000000000001.parquet",
+            "00000000000000000002.parquet"
+        ]
+    );
+    let second = setup.table_dir("c").join("00000000000000000002.parquet");
+    assert!(second.exists(), "the new file is in place, numbered on");
 }
 
 #[tokio::test]
@@ -475,6 +508,8 @@ async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
             .mirror_with(stopping, setup.settings())
             .pass(at(120))
             .await;
+        // Fabric applies whatever was published before the next pass runs.
+        setup.process_files("c");
         let next = setup.mirror().pass(at(180)).await.expect("the next pass");
         assert_eq!(
             setup.table("c"),
@@ -533,4 +568,120 @@ async fn two_passes_at_once_publish_each_number_once() {
         .collect();
     assert_eq!(files, expected, "contiguous");
     assert_eq!(setup.table("c").len(), 40);
+}
+
+#[tokio::test]
+async fn a_pass_stopped_at_any_landing_zone_operation_is_finished_by_the_next() {
+    let mut stops = 0;
+    for fail_at in 1.. {
+        let setup = Setup::new();
+        setup
+            .ingest(&[change("c", "insert", 1, HOUR_10 + 1, 1, Some("v1"))])
+            .await;
+        setup.mirror().pass(at(60)).await.expect("first");
+        setup
+            .ingest(&[
+                change("c", "update", 1, HOUR_10 + 70, 1, Some("v2")),
+                change("other", "insert", 9, HOUR_10 + 71, 1, Some("z")),
+            ])
+            .await;
+        let landing = Arc::new(Stopping::new(Arc::clone(&setup.landing), fail_at));
+        let stopped = Mirror::new(
+            Arc::clone(&setup.lake),
+            landing,
+            setup.layout.clone(),
+            setup.settings(),
+        )
+        .pass(at(120))
+        .await;
+        setup.mirror().pass(at(180)).await.expect("the next pass");
+        assert_eq!(setup.table("c"), expect_table(&[("1", "v2")]), "at {fail_at}");
+        assert_eq!(setup.table("other").len(), 1, "at {fail_at}");
+        assert_eq!(setup.data_files("c").len(), 2, "at {fail_at}");
+        if stopped.is_ok() {
+            break;
+        }
+        stops += 1;
+    }
+    assert!(stops >= 3, "metadata and data files to stop at ({stops})");
+}
+
+/// Holds the first `read_all` until released: a pass that loaded its state, then waits.
+struct Gate {
+    inner: Arc<dyn Sink>,
+    held: std::sync::atomic::AtomicBool,
+    open: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Sink for Gate {
+    async fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<crate::sink::Stored, SinkError>> {
+        self.inner.store_all(files).await
+    }
+    fn list(&self, folder: &[Segment]) -> crate::sink::ListPages {
+        self.inner.list(folder)
+    }
+    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
+        self.inner.read(path).await
+    }
+    async fn read_all(&self, paths: Vec<LakePath>) -> Vec<Result<Bytes, SinkError>> {
+        if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.open.notified().await;
+        }
+        self.inner.read_all(paths).await
+    }
+    async fn delete(&self, path: &LakePath) -> Result<(), SinkError> {
+        self.inner.delete(path).await
+    }
+    async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
+        self.inner.folders(folder).await
+    }
+    async fn store_spooled(
+        &self,
+        path: &LakePath,
+        spooled: &std::path::Path,
+    ) -> Result<crate::sink::Stored, SinkError> {
+        self.inner.store_spooled(path, spooled).await
+    }
+    fn describe(&self) -> String {
+        "gate".to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_slow_pass_never_takes_a_number_again_after_old_claims_are_deleted() {
+    let setup = Arc::new(Setup::new());
+    setup
+        .ingest(&[change("c", "insert", 1, HOUR_10 + 1, 1, Some("v1"))])
+        .await;
+    setup.mirror().pass(at(60)).await.expect("step 1");
+    // The slow pass loads the table at step 1, then waits before reading anything.
+    let open = Arc::new(tokio::sync::Notify::new());
+    let gate: Arc<dyn Sink> = Arc::new(Gate {
+        inner: Arc::clone(&setup.lake),
+        held: std::sync::atomic::AtomicBool::new(false),
+        open: Arc::clone(&open),
+    });
+    let slow = setup.mirror_with(gate, setup.settings());
+    let slow = tokio::spawn(async move { slow.pass(at(120)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile the timer's passes take steps 2 to 4 (claims 1 and 2 are deleted) and
+    // Fabric applies every file.
+    for n in 2..=4 {
+        setup
+            .ingest(&[change("c", "update", 1, HOUR_10 + 60 * n, 1, Some(&format!("v{n}")))])
+            .await;
+        setup.mirror().pass(at(60 * u64::from(n) + 30)).await.expect("step");
+        setup.process_files("c");
+    }
+    open.notify_one();
+    let outcome = slow.await.expect("the slow pass ends");
+    assert!(matches!(outcome, Err(MirrorError::Busy(_))), "{outcome:?}");
+    setup.mirror().pass(at(600)).await.expect("after");
+    assert_eq!(
+        setup.data_files("c"),
+        (1..=4).map(|n| format!("{n:020}.parquet")).collect::<Vec<_>>(),
+        "each number once"
+    );
+    assert_eq!(setup.table("c"), expect_table(&[("1", "v4")]));
 }
