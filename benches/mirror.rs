@@ -49,13 +49,18 @@ fn main() {
     if let Ok(rows) = std::env::var("BENCH_ROWS_PER_FILE") {
         settings.push(("MIRROR_MAX_ROWS_PER_FILE", rows));
     }
-    println!("| pass | change files | rows | seconds | change files/s | rows/s | files | peak RSS MiB |");
+    println!(
+        "| pass | change files | rows | seconds | change files/s | rows/s | files | peak RSS MiB |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let (seconds, rss, summary) = run_command(&["mirror"], &settings);
     let rows = number(&summary, "upserts") + number(&summary, "deletes");
     assert_eq!(number(&summary, "changes"), records as u64, "{summary}");
     // One row per key and step (a key's newest change in each data file).
-    assert!(rows >= keys.min(records) as u64 && rows <= records as u64, "{summary}");
+    assert!(
+        rows >= keys.min(records) as u64 && rows <= records as u64,
+        "{summary}"
+    );
     println!(
         "| backlog | {records} | {rows} | {seconds:.1} | {:.0} | {:.0} | {} | {rss:.0} |",
         records as f64 / seconds,

@@ -248,9 +248,16 @@ impl Mirror {
                     db: key.db.clone(),
                     coll: key.coll.clone(),
                 };
-                let outcome =
-                    mirror_hour(&context, &mut tables, &table, hour, &folders, deadline, summary)
-                        .await;
+                let outcome = mirror_hour(
+                    &context,
+                    &mut tables,
+                    &table,
+                    hour,
+                    &folders,
+                    deadline,
+                    summary,
+                )
+                .await;
                 match outcome {
                     Ok(true) => {
                         for marker in marked.get(&key).into_iter().flatten() {

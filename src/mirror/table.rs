@@ -38,7 +38,7 @@ pub(super) struct Context<'a> {
 /// What a pass knows of a table once it has loaded its state.
 #[derive(Debug, Clone)]
 pub(super) struct TableState {
-    header: ClaimHeader,
+    loaded: Loaded,
     /// The table had new change files in this pass (for the summary's count).
     touched: bool,
 }
@@ -59,7 +59,7 @@ pub(super) async fn mirror_hour(
     let mut state = match tables.remove(table) {
         Some(state) => state,
         None => TableState {
-            header: load_state(context, table, &paths, summary).await?,
+            loaded: load_state(context, table, &paths, summary).await?,
             touched: false,
         },
     };
@@ -74,20 +74,40 @@ pub(super) async fn mirror_hour(
             tables.insert(table.clone(), state);
             return Ok(false);
         }
-        state.header = step(context, table, &paths, state.header, chunk, summary).await?;
+        let header = match state.loaded {
+            Loaded::Header(header) => header,
+            // Gone: another pass finished two more steps since this one looked.
+            Loaded::Finished(step) => match read_claim(context, &paths, step).await {
+                Err(MirrorError::Storage(SinkError::NotFound { .. })) => {
+                    return Err(MirrorError::Busy(format!(
+                        "another pass moved table {} on while this pass ran",
+                        LandingPaths::table_name(table)
+                    )))
+                }
+                other => other?.header,
+            },
+        };
+        state.loaded = Loaded::Header(step(context, table, &paths, header, chunk, summary).await?);
     }
     tables.insert(table.clone(), state);
     Ok(true)
 }
 
-/// The latest finished step's header, finishing the latest step first if a pass stopped
-/// inside it. A table without steps starts at data file 1.
+/// A table's state as a pass first meets it: the latest step is finished (finishing it
+/// first if a pass stopped inside it), and its header is read only once there is work.
+#[derive(Debug, Clone)]
+enum Loaded {
+    Header(ClaimHeader),
+    /// The latest claim's number: its header is the state, not read yet.
+    Finished(u64),
+}
+
 async fn load_state(
     context: &Context<'_>,
     table: &TableKey,
     paths: &TablePaths,
     summary: &mut MirrorSummary,
-) -> Result<ClaimHeader, MirrorError> {
+) -> Result<Loaded, MirrorError> {
     let latest = context
         .lake
         .list_paths(&paths.claims_folder())
@@ -96,22 +116,27 @@ async fn load_state(
         .filter_map(|path| parse_number(path.file_name()))
         .max();
     let Some(step) = latest else {
-        return Ok(ClaimHeader {
+        return Ok(Loaded::Header(ClaimHeader {
             next_file: 1,
             ..ClaimHeader::default()
-        });
+        }));
     };
-    let claim_path = paths.claim(step);
-    let claim = Claim::parse(&context.lake.read(&claim_path).await?, &claim_path)?;
-    match context.lake.read(&paths.published(step)).await {
-        Ok(_) => {}
-        Err(SinkError::NotFound { .. }) => {
-            let rows = rebuild_rows(context, &claim).await?;
-            finish_step(context, table, paths, &claim, &rows, true, summary).await?;
-        }
-        Err(error) => return Err(error.into()),
+    if is_present(context.lake, &paths.published(step)).await? {
+        return Ok(Loaded::Finished(step));
     }
-    Ok(claim.header)
+    let claim = read_claim(context, paths, step).await?;
+    let rows = rebuild_rows(context, &claim).await?;
+    finish_step(context, table, paths, &claim, &rows, true, summary).await?;
+    Ok(Loaded::Header(claim.header))
+}
+
+async fn read_claim(
+    context: &Context<'_>,
+    paths: &TablePaths,
+    step: u64,
+) -> Result<Claim, MirrorError> {
+    let path = paths.claim(step);
+    Claim::parse(&context.lake.read(&path).await?, &path)
 }
 
 /// The rows of a claimed step, read again from its change files: the same rows in the
@@ -442,8 +467,11 @@ async fn finish_step(
         // Recovering, the file may be out already, or even applied and moved by Fabric
         // (moves go one way: look in place first, then among the processed files).
         let taken = recovering
-            && (is_present(context.landing, &context.landing_paths.data_file(table, number))
-                .await?
+            && (is_present(
+                context.landing,
+                &context.landing_paths.data_file(table, number),
+            )
+            .await?
                 || is_present(
                     context.landing,
                     &context.landing_paths.processed_file(table, number),

@@ -595,7 +595,11 @@ async fn a_pass_stopped_at_any_landing_zone_operation_is_finished_by_the_next() 
         .pass(at(120))
         .await;
         setup.mirror().pass(at(180)).await.expect("the next pass");
-        assert_eq!(setup.table("c"), expect_table(&[("1", "v2")]), "at {fail_at}");
+        assert_eq!(
+            setup.table("c"),
+            expect_table(&[("1", "v2")]),
+            "at {fail_at}"
+        );
         assert_eq!(setup.table("other").len(), 1, "at {fail_at}");
         assert_eq!(setup.data_files("c").len(), 2, "at {fail_at}");
         if stopped.is_ok() {
@@ -606,10 +610,12 @@ async fn a_pass_stopped_at_any_landing_zone_operation_is_finished_by_the_next() 
     assert!(stops >= 3, "metadata and data files to stop at ({stops})");
 }
 
-/// Holds the first `read_all` until released: a pass that loaded its state, then waits.
+/// Holds the `hold_at`-th `read_all` (from 1) until released: a pass that has done some
+/// work, then waits.
 struct Gate {
     inner: Arc<dyn Sink>,
-    held: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+    hold_at: usize,
     open: Arc<tokio::sync::Notify>,
 }
 
@@ -625,7 +631,8 @@ impl Sink for Gate {
         self.inner.read(path).await
     }
     async fn read_all(&self, paths: Vec<LakePath>) -> Vec<Result<Bytes, SinkError>> {
-        if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if call == self.hold_at {
             self.open.notified().await;
         }
         self.inner.read_all(paths).await
@@ -659,7 +666,8 @@ async fn a_slow_pass_never_takes_a_number_again_after_old_claims_are_deleted() {
     let open = Arc::new(tokio::sync::Notify::new());
     let gate: Arc<dyn Sink> = Arc::new(Gate {
         inner: Arc::clone(&setup.lake),
-        held: std::sync::atomic::AtomicBool::new(false),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        hold_at: 1,
         open: Arc::clone(&open),
     });
     let slow = setup.mirror_with(gate, setup.settings());
@@ -669,9 +677,20 @@ async fn a_slow_pass_never_takes_a_number_again_after_old_claims_are_deleted() {
     // Fabric applies every file.
     for n in 2..=4 {
         setup
-            .ingest(&[change("c", "update", 1, HOUR_10 + 60 * n, 1, Some(&format!("v{n}")))])
+            .ingest(&[change(
+                "c",
+                "update",
+                1,
+                HOUR_10 + 60 * n,
+                1,
+                Some(&format!("v{n}")),
+            )])
             .await;
-        setup.mirror().pass(at(60 * u64::from(n) + 30)).await.expect("step");
+        setup
+            .mirror()
+            .pass(at(60 * u64::from(n) + 30))
+            .await
+            .expect("step");
         setup.process_files("c");
     }
     open.notify_one();
@@ -680,8 +699,70 @@ async fn a_slow_pass_never_takes_a_number_again_after_old_claims_are_deleted() {
     setup.mirror().pass(at(600)).await.expect("after");
     assert_eq!(
         setup.data_files("c"),
-        (1..=4).map(|n| format!("{n:020}.parquet")).collect::<Vec<_>>(),
+        (1..=4)
+            .map(|n| format!("{n:020}.parquet"))
+            .collect::<Vec<_>>(),
         "each number once"
     );
     assert_eq!(setup.table("c"), expect_table(&[("1", "v4")]));
+}
+
+#[tokio::test]
+async fn a_slow_pass_withdraws_a_claim_whose_step_was_finished_and_deleted() {
+    let setup = Arc::new(Setup::new());
+    setup
+        .ingest(&[
+            change("c", "insert", 1, HOUR_10 + 1, 1, Some("v1")),
+            change("c", "insert", 2, HOUR_10 + 3601, 1, Some("w1")),
+        ])
+        .await;
+    setup.mirror().pass(at(3700)).await.expect("step 1");
+    setup
+        .ingest(&[
+            change("c", "update", 1, HOUR_10 + 10, 1, Some("v2")),
+            change("c", "update", 2, HOUR_10 + 3610, 1, Some("w2")),
+        ])
+        .await;
+    // The slow pass takes step 2 in hour 10 (two reads: the hour's logs, its changes),
+    // then waits while reading hour 11's logs.
+    let open = Arc::new(tokio::sync::Notify::new());
+    let gate: Arc<dyn Sink> = Arc::new(Gate {
+        inner: Arc::clone(&setup.lake),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+        hold_at: 3,
+        open: Arc::clone(&open),
+    });
+    let slow = setup.mirror_with(gate, setup.settings());
+    let slow = tokio::spawn(async move { slow.pass(at(3720)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 3..=5 {
+        setup
+            .ingest(&[change(
+                "c",
+                "update",
+                2,
+                HOUR_10 + 3600 + 10 * n,
+                1,
+                Some(&format!("w{n}")),
+            )])
+            .await;
+        setup
+            .mirror()
+            .pass(at(3730 + 10 * u64::from(n)))
+            .await
+            .expect("step");
+        setup.process_files("c");
+    }
+    open.notify_one();
+    match slow.await.expect("the slow pass ends") {
+        Err(MirrorError::Busy(reason)) => assert!(reason.contains("took step"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    setup.mirror().pass(at(4000)).await.expect("after");
+    let files = setup.data_files("c");
+    let expected: Vec<String> = (1..=files.len() as u64)
+        .map(|n| format!("{n:020}.parquet"))
+        .collect();
+    assert_eq!(files, expected, "each number once");
+    assert_eq!(setup.table("c"), expect_table(&[("1", "v2"), ("2", "w5")]));
 }
