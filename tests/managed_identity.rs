@@ -34,7 +34,7 @@ const FILESYSTEM: &str = "mongodb";
 /// The identity endpoint, shared by every test of this binary: the managed identity
 /// credential reads `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` from the process's
 /// environment, so they are set once, before any credential is built (every test calls
-/// this first). It runs on a thread of its own, outliving each test's runtime.
+/// this first).
 fn endpoint() -> &'static IdentityEndpoint {
     static ENDPOINT: OnceLock<IdentityEndpoint> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
@@ -48,18 +48,7 @@ fn endpoint() -> &'static IdentityEndpoint {
         .into_iter()
         .map(|(id, answer)| (id.to_owned(), answer))
         .collect();
-        let (send, receive) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let _ = send.send(IdentityEndpoint::start(answers).await);
-                std::future::pending::<()>().await
-            });
-        });
-        let endpoint = receive.recv().expect("the identity endpoint starts");
+        let endpoint = IdentityEndpoint::start_in_thread(answers);
         std::env::set_var("IDENTITY_ENDPOINT", endpoint.url());
         std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
         endpoint

@@ -105,6 +105,23 @@ impl IdentityEndpoint {
         IdentityEndpoint { addr, seen }
     }
 
+    /// As [`IdentityEndpoint::start`], on a thread and runtime of its own, so it outlives
+    /// each test's runtime and answers while a test blocks waiting for a process.
+    pub fn start_in_thread(answers: HashMap<String, Answer>) -> IdentityEndpoint {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let _ = send.send(IdentityEndpoint::start(answers).await);
+                std::future::pending::<()>().await
+            });
+        });
+        receive.recv().expect("the identity endpoint starts")
+    }
+
     /// `IDENTITY_ENDPOINT`.
     pub fn url(&self) -> String {
         format!("http://{}/msi/token", self.addr)

@@ -61,9 +61,15 @@ pub(super) fn describe(
     }
 }
 
-/// Whether the endpoint is Microsoft Fabric's OneLake (roles are the workspace's there).
+/// Whether the endpoint is Microsoft Fabric's OneLake (roles are the workspace's there), or
+/// stands for it: a DFS server on loopback serving the account `onelake`, as the tests run
+/// one (`MIRROR_LANDING_ZONE` takes loopback URLs with the account in the path).
 fn is_onelake(endpoint: &str) -> bool {
+    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+        .iter()
+        .any(|origin| endpoint.starts_with(origin));
     endpoint.contains(".fabric.microsoft.com")
+        || (loopback && endpoint.trim_end_matches('/').ends_with("/onelake"))
 }
 
 /// The failure in a few words, for a retry's log line: the status and storage error code,
@@ -133,6 +139,12 @@ mod tests {
         let refused = http(StatusCode::Forbidden, "AuthorizationPermissionMismatch");
         let text = describe(&refused, &onelake, "workspace");
         assert!(text.contains("Fabric workspace"), "{text}");
+        onelake.endpoint = "http://127.0.0.1:10004/onelake/".into();
+        let text = describe(&refused, &onelake, "workspace");
+        assert!(text.contains("Fabric workspace"), "{text}");
+        onelake.endpoint = "http://127.0.0.1:10004/devstoreaccount1/".into();
+        let text = describe(&refused, &onelake, "workspace");
+        assert!(text.contains("Storage Blob Data Contributor"), "{text}");
     }
 
     #[test]
