@@ -106,6 +106,9 @@ fn open_sink(settings: &Settings, check: StartUpCheck) -> Result<Arc<dyn Sink>, 
 /// ADLS (OneLake) a sink that always authenticates with Microsoft Entra ID, since OneLake
 /// takes no Shared Key or SAS, whatever the change files' credential is. It writes with
 /// the change files' limits when they go to ADLS too, else with the defaults.
+/// Fabric's reserved staging folder in a landing zone ("Open mirroring best practices").
+const LANDING_STAGING: &str = "_scratchPad";
+
 fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupError> {
     let Some(zone) = &settings.landing_zone else {
         return Ok(None);
@@ -149,7 +152,10 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
                 request_timeout,
                 retry_budget,
             };
-            Arc::new(AdlsSink::new(&adls, &url.filesystem, &url.directory)?)
+            Arc::new(
+                AdlsSink::new(&adls, &url.filesystem, &url.directory)?
+                    .with_staging_folder(LANDING_STAGING),
+            )
         }
     }))
 }

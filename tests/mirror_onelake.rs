@@ -419,7 +419,7 @@ async fn the_mirror_fills_a_onelake_shaped_landing_zone_as_a_user_assigned_ident
     let temporary: Vec<String> = rig
         .zone_files()
         .into_iter()
-        .filter(|path| path.starts_with("_tmp/"))
+        .filter(|path| path.starts_with("_scratchPad/") || path.starts_with("_tmp/"))
         .collect();
     assert!(
         temporary.is_empty(),

@@ -162,6 +162,17 @@ impl AdlsSink {
         }
     }
 
+    /// Stages files in `<directory>/<folder>` instead of `_tmp`: the mirror's landing zone
+    /// uses `_scratchPad`, the staging folder Fabric reserves and never reads as a table.
+    pub fn with_staging_folder(mut self, folder: &str) -> AdlsSink {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            if let Some(base) = inner.temp_folder.strip_suffix(TEMP_FOLDER) {
+                inner.temp_folder = format!("{base}{folder}");
+            }
+        }
+        self
+    }
+
     /// Checks once, in the background, that the filesystem is reachable (creating it if
     /// configured to), so a wrong credential or a missing filesystem shows up in the logs
     /// at start-up rather than with the first change event. Start-up does not wait.
