@@ -29,7 +29,7 @@ pub use state::MirrorPaths;
 /// How often the timer function runs a pass by default (NCRONTAB, every minute).
 pub const DEFAULT_MIRROR_SCHEDULE: &str = "0 */1 * * * *";
 /// Change files one step (one data file) takes at most.
-pub const DEFAULT_MAX_ROWS_PER_FILE: u64 = 50_000;
+pub const DEFAULT_MAX_ROWS_PER_FILE: u64 = 20_000;
 /// A pass starts no new step after this long: under the one-minute schedule.
 pub const DEFAULT_MIRROR_TIME_BUDGET: Duration = Duration::from_secs(45);
 

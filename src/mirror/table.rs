@@ -23,7 +23,7 @@ use crate::sink::{LakeFile, Sink, SinkError, Stored};
 const LOGS_AT_ONCE: usize = 8;
 /// Change-file bytes one step reads at most (a step takes at least one file): with the
 /// documents parsed and their Arrow columns, a step holds a few times this.
-const STEP_BYTES: u64 = 64 * 1024 * 1024;
+const STEP_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What a table's work needs from the pass.
 pub(super) struct Context<'a> {
@@ -87,7 +87,8 @@ pub(super) async fn mirror_hour(
                 other => other?.header,
             },
         };
-        state.loaded = Loaded::Header(step(context, table, &paths, header, chunk, summary).await?);
+        state.loaded =
+            Loaded::Header(step(context, table, &paths, header, folders, chunk, summary).await?);
     }
     tables.insert(table.clone(), state);
     Ok(true)
@@ -221,11 +222,21 @@ async fn done_names(
     Ok(done)
 }
 
-/// A change file not handled yet.
+/// A change file not handled yet: its folder (an index into the hour's folders) and
+/// name, not its whole path, so an hour of a million new files stays small.
 struct NewFile {
     hour: EventHour,
-    path: LakePath,
+    folder: usize,
+    name: Segment,
     size: u64,
+}
+
+impl NewFile {
+    fn path(&self, folders: &[Vec<Segment>]) -> LakePath {
+        let mut segments = folders[self.folder].clone();
+        segments.push(self.name.clone());
+        LakePath::new(segments).unwrap_or_else(|| unreachable!("a path with a name"))
+    }
 }
 
 /// `files` cut into steps of at most `max_rows` files and [`STEP_BYTES`] bytes.
@@ -257,7 +268,7 @@ async fn new_change_files(
     done: &HashSet<NameHash>,
 ) -> Result<Vec<NewFile>, MirrorError> {
     let mut new = Vec::new();
-    for folder in folders {
+    for (index, folder) in folders.iter().enumerate() {
         let mut pages = context.lake.list(folder);
         while let Some(page) = pages.try_next().await? {
             for listed in page {
@@ -268,13 +279,18 @@ async fn new_change_files(
                         .seconds_from_name(path.file_name())
                         .is_some_and(|s| EventHour::of_unix_seconds(i64::from(s)) == hour);
                 if of_hour && !done.contains(&NameHash::of(path.file_name())) {
-                    new.push(NewFile { hour, path, size });
+                    new.push(NewFile {
+                        hour,
+                        folder: index,
+                        name: path.file_name().clone(),
+                        size,
+                    });
                 }
             }
         }
     }
-    new.sort_by(|a, b| a.path.file_name().cmp(b.path.file_name()));
-    new.dedup_by(|a, b| a.path == b.path);
+    new.sort_by(|a, b| a.name.cmp(&b.name).then(a.folder.cmp(&b.folder)));
+    new.dedup_by(|a, b| a.name == b.name && a.folder == b.folder);
     Ok(new)
 }
 
@@ -316,10 +332,11 @@ async fn step(
     table: &TableKey,
     paths: &TablePaths,
     state: ClaimHeader,
+    folders: &[Vec<Segment>],
     files: &[NewFile],
     summary: &mut MirrorSummary,
 ) -> Result<ClaimHeader, MirrorError> {
-    let changes = read_changes(context, files.iter().map(|f| f.path.clone()).collect()).await?;
+    let changes = read_changes(context, files.iter().map(|f| f.path(folders)).collect()).await?;
     summary.changes += changes.len() as u64;
     let keys: Vec<KeyHash> = changes.iter().map(|c| key_hash(&c.key)).collect();
 
@@ -370,7 +387,7 @@ async fn step(
         .zip(&outcomes)
         .map(|(((file, change), key), outcome)| StepLine {
             hour: file.hour,
-            path: file.path.clone(),
+            path: file.path(folders),
             event_id: change.event_id.clone(),
             key: *key,
             outcome: *outcome,
@@ -553,7 +570,8 @@ mod tests {
             .enumerate()
             .map(|(n, size)| NewFile {
                 hour: EventHour::of_unix_seconds(0),
-                path: LakePath::new(vec![Segment::encode(&n.to_string())]).expect("path"),
+                folder: 0,
+                name: Segment::encode(&n.to_string()),
                 size: *size,
             })
             .collect()
