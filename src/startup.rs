@@ -19,7 +19,7 @@ use crate::configuration::{
 pub use crate::error::{CompactFailure, MirrorFailure};
 use crate::error::{PassError, PassFailure};
 use crate::ingest::Ingestor;
-use crate::mirror::{Mirror, MirrorError, MirrorSummary};
+use crate::mirror::{Mirror, MirrorError, MirrorSettings, MirrorSummary};
 use crate::routes::{router, AppState, Compaction, InflightBudget, Mirroring, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
@@ -163,13 +163,16 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
 /// The mirror between the lake and its landing zone. Off, a pass does nothing and never
 /// touches a landing zone: the lake stands in for the one there is not.
 fn mirror(lake: Arc<dyn Sink>, settings: &Settings) -> Result<Mirror, StartupError> {
+    mirror_with(lake, settings, settings.mirror.clone())
+}
+
+fn mirror_with(
+    lake: Arc<dyn Sink>,
+    settings: &Settings,
+    mirror: MirrorSettings,
+) -> Result<Mirror, StartupError> {
     let landing = landing_sink(settings)?.unwrap_or_else(|| Arc::clone(&lake));
-    Ok(Mirror::new(
-        lake,
-        landing,
-        settings.layout.clone(),
-        settings.mirror.clone(),
-    ))
+    Ok(Mirror::new(lake, landing, settings.layout.clone(), mirror))
 }
 
 /// The late markers the ingest leaves: one per pass that is on (compaction's, the
@@ -207,7 +210,13 @@ pub async fn compact_once(
 /// timer function runs the same pass through `POST /mirror`).
 pub async fn mirror_once(settings: &Settings) -> Result<MirrorSummary, MirrorCommandError> {
     let lake = open_sink(settings, StartUpCheck::Skip)?;
-    let summary = mirror(lake, settings)?
+    // The command runs until everything stored before it started is out (after a burst,
+    // the landing zone is complete when it exits): no time budget.
+    let unbounded = MirrorSettings {
+        time_budget: Duration::MAX,
+        ..settings.mirror.clone()
+    };
+    let summary = mirror_with(lake, settings, unbounded)?
         .pass(SystemTime::now())
         .await
         .map_err(MirrorFailure::from)?;

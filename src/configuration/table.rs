@@ -382,7 +382,7 @@ settings_table! {
     MirrorTimeBudgetSecs {
         name: "MIRROR_TIME_BUDGET_SECS", alias: None, group: Group::Mirror,
         kind: seconds(DEFAULT_MIRROR_TIME_BUDGET, DAY_SECS),
-        help: "A pass starts no new data file after this long, so it ends before the next tick; the next pass continues.",
+        help: "A timer pass starts no new data file after this long, so it ends before the next tick; the next pass continues (`handler mirror` runs until it is done).",
     }
     MirrorSchedule {
         name: "MIRROR_SCHEDULE", alias: None, group: Group::Mirror,
