@@ -53,6 +53,8 @@ pub enum IngestError {
     Storage {
         failed: usize,
         records: usize,
+        /// Storage attempts tried again before giving up (for the request's log line).
+        retries: u32,
         first: SinkError,
     },
     /// The bytes of requests in flight are at `MAX_INFLIGHT_BYTES`; retry shortly.
@@ -276,6 +278,7 @@ mod tests {
         let error = IngestError::Storage {
             failed: 1,
             records: 2,
+            retries: 0,
             first: SinkError::Task("disk gone".into()),
         };
         let reply = Reply::from(&error);

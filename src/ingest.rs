@@ -17,7 +17,7 @@ use crate::compact::{LateMarkers, MarkerCandidate};
 use crate::domain::extjson::{split_events, BodyError, Framing};
 use crate::domain::{ChangeEvent, Encoding, EventError, PathLayout, Record};
 use crate::error::IngestError;
-use crate::sink::{LakeFile, Sink, SinkError, Stored};
+use crate::sink::{counting_retries, LakeFile, Sink, SinkError, SinkHealth, Stored};
 
 /// What a request did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Summary {
     pub skipped: usize,
     pub written: Vec<String>,
     pub already_present: Vec<String>,
+    /// Storage attempts that failed and were tried again (the request's log line).
+    pub storage_retries: u32,
 }
 
 /// The files a body becomes, with its counts.
@@ -45,6 +47,8 @@ pub struct Ingestor {
     layout: PathLayout,
     encoding: Encoding,
     late_markers: Option<LateMarkers>,
+    /// Told of every storage outcome: the health answer's news of the sink.
+    health: Option<Arc<SinkHealth>>,
 }
 
 impl Ingestor {
@@ -54,7 +58,15 @@ impl Ingestor {
             layout,
             encoding,
             late_markers: None,
+            health: None,
         }
+    }
+
+    /// Tells `health` whether each request's files could be stored: a stored file
+    /// proves the sink reachable, a write that gave up marks it unreachable.
+    pub fn with_health(mut self, health: Arc<SinkHealth>) -> Ingestor {
+        self.health = Some(health);
+        self
     }
 
     /// Writes late markers (compaction's, the mirror's) for records of hours a pass may
@@ -79,6 +91,19 @@ impl Ingestor {
         // The body is dropped as soon as its files are made.
         let prepared = run_sized(body.len(), move || this.prepare(&body, framing)).await??;
 
+        let (mut outcome, retries) = counting_retries(self.store(prepared)).await;
+        match &mut outcome {
+            Ok(summary) => summary.storage_retries = retries,
+            Err(IngestError::Storage {
+                retries: counted, ..
+            }) => *counted = retries,
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// Stores the prepared files, then their late markers, and tells the health of it.
+    async fn store(&self, prepared: Prepared) -> Result<Summary, IngestError> {
         let records = prepared.files.len();
         let paths: Vec<String> = prepared
             .files
@@ -91,6 +116,7 @@ impl Ingestor {
             return Err(IngestError::Storage {
                 failed: records,
                 records,
+                retries: 0,
                 first: SinkError::Task(format!(
                     "the sink answered {} results for {records} files",
                     outcomes.len()
@@ -115,15 +141,30 @@ impl Ingestor {
                 }
             }
         }
+        self.observe(first_error.as_ref(), records > 0);
         if let Some(first) = first_error {
             return Err(IngestError::Storage {
                 failed,
                 records,
+                retries: 0,
                 first,
             });
         }
         self.store_late_markers(prepared.markers, records).await?;
         Ok(summary)
+    }
+
+    /// Tells the health answer what storing showed: a failure, or (`stored`) files
+    /// stored without one.
+    fn observe(&self, failure: Option<&SinkError>, stored: bool) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        match failure {
+            Some(error) => health.unreachable(error),
+            None if stored => health.reachable(),
+            None => {}
+        }
     }
 
     /// After every record is stored (the clock is read now, so each file was visible
@@ -148,10 +189,13 @@ impl Ingestor {
         }
         let outcomes = self.sink.store_all(markers).await;
         let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
-        match outcomes.into_iter().find_map(Result::err) {
+        let first = outcomes.into_iter().find_map(Result::err);
+        self.observe(first.as_ref(), false);
+        match first {
             Some(first) => Err(IngestError::Storage {
                 failed,
                 records,
+                retries: 0,
                 first,
             }),
             None => Ok(()),
@@ -247,6 +291,10 @@ mod tests {
 
         fn describe(&self) -> String {
             "unreachable".to_owned()
+        }
+
+        async fn probe(&self) -> Result<(), SinkError> {
+            Err(SinkError::Task("unreachable".to_owned()))
         }
     }
 

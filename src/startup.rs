@@ -23,7 +23,7 @@ use crate::mirror::{Mirror, MirrorError, MirrorSettings, MirrorSummary};
 use crate::routes::{router, AppState, Compaction, InflightBudget, Mirroring, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
-use crate::sink::{AdlsSink, ClientError, LocalLake, Sink};
+use crate::sink::{AdlsSink, ClientError, LocalLake, Sink, SinkHealth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -72,16 +72,9 @@ pub enum PassCommandError<E: PassError> {
 pub type CompactCommandError = PassCommandError<CompactError>;
 pub type MirrorCommandError = PassCommandError<MirrorError>;
 
-/// Whether opening an ADLS sink also checks, in the background, that its filesystem is
-/// reachable (serving: a wrong credential shows at start-up, not with the first event).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartUpCheck {
-    Spawn,
-    Skip,
-}
-
-/// The store the settings name: the local lake or ADLS Gen2.
-fn open_sink(settings: &Settings, check: StartUpCheck) -> Result<Arc<dyn Sink>, StartupError> {
+/// The store the settings name: the local lake or ADLS Gen2. No request is sent: when
+/// serving, the health watch's first probe checks it in the background.
+fn open_sink(settings: &Settings) -> Result<Arc<dyn Sink>, StartupError> {
     Ok(match &settings.storage {
         StorageSettings::LocalLake { dir, durable } => Arc::new(
             LocalLake::open(dir, &settings.container, *durable).map_err(|source| {
@@ -91,13 +84,11 @@ fn open_sink(settings: &Settings, check: StartUpCheck) -> Result<Arc<dyn Sink>, 
                 }
             })?,
         ),
-        StorageSettings::Adls(adls) => {
-            let sink = AdlsSink::new(adls, &settings.container, settings.layout.directory())?;
-            if check == StartUpCheck::Spawn {
-                sink.spawn_start_up_check();
-            }
-            Arc::new(sink)
-        }
+        StorageSettings::Adls(adls) => Arc::new(AdlsSink::new(
+            adls,
+            &settings.container,
+            settings.layout.directory(),
+        )?),
     })
 }
 
@@ -198,7 +189,7 @@ pub async fn compact_once(
     settings: &Settings,
     scope: PassScope,
 ) -> Result<PassSummary, CompactCommandError> {
-    let sink = open_sink(settings, StartUpCheck::Skip)?;
+    let sink = open_sink(settings)?;
     let summary = compactor(sink, settings)
         .run_pass(scope, SystemTime::now())
         .await
@@ -209,7 +200,7 @@ pub async fn compact_once(
 /// One mirror pass on the stores the settings name, as `handler mirror` runs it (the
 /// timer function runs the same pass through `POST /mirror`).
 pub async fn mirror_once(settings: &Settings) -> Result<MirrorSummary, MirrorCommandError> {
-    let lake = open_sink(settings, StartUpCheck::Skip)?;
+    let lake = open_sink(settings)?;
     // The command runs until everything stored before it started is out (after a burst,
     // the landing zone is complete when it exits): no time budget.
     let unbounded = MirrorSettings {
@@ -228,20 +219,26 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
-    /// Cancelled when shutdown starts: stops a compaction or mirror pass in flight.
+    /// Cancelled when shutdown starts: stops a compaction or mirror pass in flight, and
+    /// the sink's health watch.
     stopping: CancellationToken,
+    /// How often the sink is probed when nothing else has shown it reachable or not
+    /// (`HEALTH_PROBE_SECS`).
+    health_probe: Duration,
 }
 
 impl Application {
     /// Opens the sink and binds the listener. Cheap, so the host's first readiness ping
     /// is answered within milliseconds of the process starting.
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-        let sink = open_sink(settings, StartUpCheck::Spawn)?;
+        let sink = open_sink(settings)?;
         let stopping = CancellationToken::new();
         let compaction = Compaction::new(compactor(Arc::clone(&sink), settings), stopping.clone());
         let mirroring = Mirroring::new(mirror(Arc::clone(&sink), settings)?, stopping.clone());
+        let health = Arc::new(SinkHealth::new());
         let ingestor = Ingestor::new(sink, settings.layout.clone(), settings.encoding)
-            .with_late_markers(late_markers(settings));
+            .with_late_markers(late_markers(settings))
+            .with_health(Arc::clone(&health));
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -253,7 +250,9 @@ impl Application {
             listener,
             limits: settings.limits.clone(),
             stopping,
+            health_probe: settings.health_probe_interval,
             state: AppState {
+                health,
                 compaction: Arc::new(compaction),
                 mirroring: Arc::new(mirroring),
                 ingestor: Arc::new(ingestor),
@@ -282,6 +281,15 @@ impl Application {
         self.state.ingestor.sink().describe()
     }
 
+    /// Probes the sink in the background while serving (at once, then whenever nothing
+    /// has been seen of it for `HEALTH_PROBE_SECS`); it ends when `stopping` is cancelled.
+    fn spawn_health_watch(&self) -> tokio::task::JoinHandle<()> {
+        let health = Arc::clone(&self.state.health);
+        let ingestor = Arc::clone(&self.state.ingestor);
+        let (interval, stopping) = (self.health_probe, self.stopping.clone());
+        tokio::spawn(async move { health.watch(ingestor.sink(), interval, stopping).await })
+    }
+
     /// Serves until `shutdown` completes, then stops accepting connections, lets the
     /// requests whose body is in finish and waits for every write they started: all of it
     /// within `SHUTDOWN_TIMEOUT_SECS` of the signal, whatever clients do.
@@ -290,6 +298,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let tracker = self.state.tracker.clone();
+        let watch = self.spawn_health_watch();
         let draining = Server::new(self.listener, router(self.state), &self.limits)
             .serve_until(shutdown)
             .await;
@@ -300,6 +309,7 @@ impl Application {
         let drained = tokio::time::timeout_at(deadline, async {
             draining.closed().await;
             tracker.wait().await;
+            let _ = watch.await;
         })
         .await;
         drained.map_err(|_| ServeError::ShutdownTimedOut {

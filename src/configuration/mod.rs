@@ -120,6 +120,9 @@ pub struct Settings {
     pub mirror: MirrorSettings,
     /// Where the mirror publishes; `None` when it is off.
     pub landing_zone: Option<LandingZone>,
+    /// How long the sink may go unobserved before the health watch probes it
+    /// (`HEALTH_PROBE_SECS`).
+    pub health_probe_interval: Duration,
 }
 
 impl Settings {
@@ -182,6 +185,7 @@ impl Settings {
             compact,
             mirror,
             landing_zone,
+            health_probe_interval: vars.seconds(Key::HealthProbeSecs)?,
         })
     }
 

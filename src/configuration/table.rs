@@ -34,6 +34,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// The longest `GET /health` goes without news of the sink while idle: one storage request
+/// per 30 s costs nothing, and an outage shows within half a minute.
+pub const DEFAULT_HEALTH_PROBE: Duration = Duration::from_secs(30);
 /// Azure Functions answers 502 to the caller after 230 s; retries must end well before.
 pub(super) const MAX_RETRY_BUDGET_SECS: u64 = 180;
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
@@ -443,6 +446,11 @@ settings_table! {
         name: "MAX_INFLIGHT_BYTES", alias: None, group: Group::Server,
         kind: between(DEFAULT_MAX_INFLIGHT_BYTES, TIB, Unit::Bytes),
         help: "Request bytes held at once over all requests (from the moment a body is read until its files are stored); a request that cannot fit within 2 s gets 503 with Retry-After. At least `MAX_BODY_BYTES`. See \"Memory\".",
+    }
+    HealthProbeSecs {
+        name: "HEALTH_PROBE_SECS", alias: None, group: Group::Server,
+        kind: seconds(DEFAULT_HEALTH_PROBE, DAY_SECS),
+        help: "`GET /health` answers from what was last seen of the storage: a write, or a probe (one storage request) sent when nothing was seen for this long. Never a storage request per call.",
     }
     LogFormat {
         name: "LOG_FORMAT", alias: None, group: Group::Logs,

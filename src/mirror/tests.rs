@@ -653,6 +653,9 @@ impl Sink for Gate {
     fn describe(&self) -> String {
         "gate".to_owned()
     }
+    async fn probe(&self) -> Result<(), SinkError> {
+        self.inner.probe().await
+    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@
 mod budget;
 mod compact;
 mod forwarded;
+mod health;
 mod invocation;
 mod mirror;
 mod request_span;
@@ -40,10 +41,12 @@ use crate::domain::extjson::Framing;
 use crate::error::{BodyReadTimeout, IngestError, Reply};
 use crate::ingest::{Ingestor, Summary};
 use crate::signature::{SignatureError, SignatureHeader, Verifier};
+use crate::sink::SinkHealth;
 
 pub use budget::InflightBudget;
 use budget::Reservation;
 pub use compact::{Compaction, COMPACT_PATH};
+pub use health::{HEALTH_FUNCTION_PATH, HEALTH_PATH};
 pub use mirror::{Mirroring, MIRROR_PATH};
 
 /// Shared by every request.
@@ -62,6 +65,8 @@ pub struct AppState {
     pub compaction: Arc<Compaction>,
     /// The mirror the timer function runs (`POST /mirror`).
     pub mirroring: Arc<Mirroring>,
+    /// What was last seen of the sink (`GET /health`).
+    pub health: Arc<SinkHealth>,
 }
 
 /// Where callers (the Functions host, in forwarding mode) POST change events.
@@ -73,6 +78,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         // The host's readiness ping: any answer counts.
         .route("/", get(|| async { "ready" }))
+        .route(HEALTH_PATH, get(health::health))
+        .route(HEALTH_FUNCTION_PATH, get(health::health))
         .route(INGEST_PATH, post(forwarded::ingest))
         .route("/ingest", post(invocation::ingest))
         .route(COMPACT_PATH, compaction)
@@ -251,6 +258,7 @@ fn finish(mode: &'static str, started: Instant, outcome: &Result<Summary, Ingest
                 written = summary.written.len(),
                 already_present = summary.already_present.len(),
                 skipped = summary.skipped,
+                storage_retries = summary.storage_retries,
                 latency_ms,
                 "ingest"
             );
@@ -262,12 +270,14 @@ fn finish(mode: &'static str, started: Instant, outcome: &Result<Summary, Ingest
                 IngestError::Storage {
                     failed,
                     records,
+                    retries,
                     first,
                 } => tracing::error!(
                     mode,
                     status = reply.status.as_u16(),
                     failed,
                     records,
+                    storage_retries = retries,
                     cause = %first.cause(),
                     latency_ms,
                     "ingest failed: storage"

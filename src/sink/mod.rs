@@ -6,12 +6,16 @@
 
 mod adls;
 mod group_sync;
+mod health;
 mod local;
+mod retry_count;
 #[cfg(test)]
 pub mod testing;
 
 pub use adls::{identity_credential, AdlsSink, ClientError, APPEND_CHUNK};
+pub use health::{Observation, SinkHealth};
 pub use local::LocalLake;
+pub use retry_count::counting_retries;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -171,6 +175,11 @@ pub trait Sink: Send + Sync + 'static {
 
     /// Where records go, for the start-up log line (no secrets).
     fn describe(&self) -> String;
+
+    /// One cheap check that the store is there and answers, without retries: what the
+    /// health answer relies on between writes (ADLS: the filesystem's properties; the
+    /// local lake: a file can be made in its folder).
+    async fn probe(&self) -> Result<(), SinkError>;
 
     /// Stores one file ([`Sink::store_all`] of one).
     async fn store_one(&self, file: LakeFile) -> Result<Stored, SinkError> {

@@ -88,4 +88,8 @@ impl Sink for Stopping {
     fn describe(&self) -> String {
         "stopping".to_owned()
     }
+    async fn probe(&self) -> Result<(), SinkError> {
+        self.tick()?;
+        self.inner.probe().await
+    }
 }

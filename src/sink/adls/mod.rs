@@ -172,30 +172,6 @@ impl AdlsSink {
         }
         self
     }
-
-    /// Checks once, in the background, that the filesystem is reachable (creating it if
-    /// configured to), so a wrong credential or a missing filesystem shows up in the logs
-    /// at start-up rather than with the first change event. Start-up does not wait.
-    pub fn spawn_start_up_check(&self) {
-        let inner = Arc::clone(&self.inner);
-        tokio::spawn(async move {
-            match inner.filesystem.get_properties().await {
-                Ok(_) => {
-                    tracing::info!(filesystem = %inner.filesystem_name, "ADLS filesystem reachable")
-                }
-                Err(error) => {
-                    let failure = Failure::of("checking filesystem")(error);
-                    if failure.code() == Some("FilesystemNotFound")
-                        && inner.settings.create_filesystem
-                    {
-                        inner.create_filesystem().await;
-                    } else {
-                        tracing::error!(cause = %inner.describe_failure(&failure), "ADLS start-up check failed");
-                    }
-                }
-            }
-        });
-    }
 }
 
 #[async_trait]
@@ -248,6 +224,24 @@ impl Sink for AdlsSink {
             self.inner.settings.endpoint,
             self.inner.settings.credential.kind()
         )
+    }
+
+    /// One request for the filesystem's properties (what a wrong credential, a missing
+    /// role or a missing filesystem fails), creating the filesystem when it is missing and
+    /// `STORAGE_CREATE_FILESYSTEM` says so. The first probe, at start-up, is what shows a
+    /// wrong setting in the logs before the first change event.
+    async fn probe(&self) -> Result<(), SinkError> {
+        let inner = &self.inner;
+        let Err(error) = inner.filesystem.get_properties().await else {
+            return Ok(());
+        };
+        let failure = Failure::of("checking filesystem")(error);
+        let missing = failure.code() == Some("FilesystemNotFound");
+        if missing && inner.settings.create_filesystem && inner.create_filesystem().await {
+            return Ok(());
+        }
+        let retryable = is_transient(&failure.error);
+        Err(inner.give_up(&failure, &inner.filesystem_name, retryable))
     }
 }
 

@@ -126,6 +126,7 @@ impl Retries {
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "storage attempt failed; retrying"
         );
+        crate::sink::retry_count::count_retry();
         tokio::time::sleep(delay).await;
         true
     }

@@ -60,7 +60,7 @@ impl TempNames {
         &self.dir
     }
 
-    fn next(&self) -> PathBuf {
+    pub(super) fn next(&self) -> PathBuf {
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
         self.dir.join(format!(
             "{}-{:016x}-{serial}.tmp",

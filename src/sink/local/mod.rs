@@ -202,6 +202,27 @@ impl Sink for LocalLake {
     fn describe(&self) -> String {
         format!("local lake at {}", self.inner.container_root.display())
     }
+
+    /// The lake's folder takes a new file: a temporary one, made and removed again.
+    async fn probe(&self) -> Result<(), SinkError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let name = inner.temp_names.next();
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&name)
+                .map_err(|source| SinkError::Io {
+                    operation: "probing the lake folder",
+                    path: name.display().to_string(),
+                    source,
+                })?;
+            let _ = fs::remove_file(&name);
+            Ok(())
+        })
+        .await
+        .map_err(|error| SinkError::Task(error.to_string()))?
+    }
 }
 
 /// Reads files of the lake (blocking), opening each folder once for a run of paths in it.
