@@ -19,7 +19,7 @@ use crate::configuration::{
 pub use crate::error::{CompactFailure, MirrorFailure};
 use crate::error::{PassError, PassFailure};
 use crate::ingest::Ingestor;
-use crate::mirror::{Mirror, MirrorError, MirrorSettings, MirrorSummary};
+use crate::mirror::{Mirror, MirrorError, MirrorPaths, MirrorSettings, MirrorSummary};
 use crate::routes::{router, AppState, Compaction, InflightBudget, Mirroring, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
@@ -174,7 +174,8 @@ fn late_markers(settings: &Settings) -> LateMarkers {
         markers = markers.with_compaction(settings.compact.root.clone());
     }
     if settings.mirror.enabled {
-        markers = markers.with_mirror(settings.mirror.state_root.clone());
+        markers =
+            markers.with_folder(MirrorPaths::new(settings.mirror.state_root.clone()).late_folder());
     }
     markers
 }

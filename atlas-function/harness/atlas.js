@@ -12,8 +12,9 @@
 //   insertMany (ordered or not; duplicates -> a BulkWriteError listing code 11000 write
 //   errors), find(filter, projection).sort().limit().toArray(), findOne(filter, projection)
 //   (null when none), updateOne ($set, $unset, $inc; {upsert: true}), deleteOne, deleteMany,
-//   countDocuments. Each collection counts its calls (`calls`) and the size of what its reads
-//   returned (`reads`), for tests about Atlas's limits;
+//   count (Atlas's name: its MongoDB API has no countDocuments). Each collection counts its
+//   calls (`calls`), the size of what its reads returned (`reads`), for tests about Atlas's
+//   limits, and the sort orders asked of it (`sorts`), for tests about its indexes;
 // - context.functions.execute(name, ...args) loads and calls another function file;
 // - EJSON and BSON are the npm `bson` package, MongoDB's own implementation.
 
@@ -133,6 +134,7 @@ class Cursor {
   }
 
   sort(order) {
+    this.collection.sorts.push(order);
     const keys = Object.keys(order);
     this.documents.sort((a, b) => {
       for (const key of keys) {
@@ -165,6 +167,7 @@ class Collection {
     // Calls by method name, and what each read returned ({ documents, bytes }).
     this.calls = {};
     this.reads = [];
+    this.sorts = [];
   }
 
   check(method) {
@@ -220,9 +223,11 @@ class Collection {
     return result;
   }
 
-  async countDocuments(filter = {}) {
-    this.check("countDocuments");
-    return this.documents.filter((document) => matches(document, filter)).length;
+  /** Atlas's collection.count(query, {limit}): the number of matching documents. */
+  async count(filter = {}, options = {}) {
+    this.check("count");
+    const count = this.documents.filter((document) => matches(document, filter)).length;
+    return options.limit > 0 ? Math.min(count, options.limit) : count;
   }
 
   /** With {upsert: true} and no match, inserts the filter's equalities with the update applied. */

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use super::state::{CollectionHour, StatePaths};
 use crate::domain::{EventHour, LakePath, Record, Segment};
-use crate::mirror::MirrorPaths;
 
 /// Clock difference allowed between the instance that ingests and the one that compacts.
 const CLOCK_MARGIN_SECS: i64 = 600;
@@ -18,27 +17,25 @@ const REQUEST_SECS: i64 = 600;
 /// Decides which records need markers and where they go.
 #[derive(Debug, Clone)]
 pub struct LateMarkers {
-    consumers: Vec<Consumer>,
+    /// The late folder of each pass that is on.
+    folders: Vec<Vec<Segment>>,
     delay_secs: i64,
 }
 
 /// A pass that reads late markers, and where it keeps them.
-#[derive(Debug, Clone)]
-enum Consumer {
-    Compaction(StatePaths),
-    Mirror(MirrorPaths),
+/// `<late folder>/<db>/<coll>/<YYYYMMDDHH>/<name>`: the one shape of a late marker, for
+/// every pass that reads them (compaction's `_compact/late`, the mirror's `_mirror/late`).
+pub fn marker_path(late_folder: &[Segment], key: &CollectionHour, name: Segment) -> LakePath {
+    let mut segments = late_folder.to_vec();
+    segments.extend([
+        key.db.clone(),
+        key.coll.clone(),
+        Segment::assemble(key.hour.compact_digits()),
+        name,
+    ]);
+    LakePath::new(segments).unwrap_or_else(|| unreachable!("a path with a name"))
 }
 
-impl Consumer {
-    fn late_marker(&self, key: &CollectionHour, name: Segment) -> LakePath {
-        match self {
-            Consumer::Compaction(paths) => paths.late_marker(key, name),
-            Consumer::Mirror(paths) => paths.late_marker(key, name),
-        }
-    }
-}
-
-/// A record that may need a marker once it is stored.
 #[derive(Debug, Clone)]
 pub struct MarkerCandidate {
     /// Markers are needed when the clock reads this or later (Unix seconds).
@@ -56,27 +53,23 @@ impl LateMarkers {
     /// (`COMPACT_DELAY_SECS`).
     pub fn none(delay: Duration) -> LateMarkers {
         LateMarkers {
-            consumers: Vec::new(),
+            folders: Vec::new(),
             delay_secs: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
-    pub fn with_compaction(mut self, compacted_root: Vec<Segment>) -> LateMarkers {
-        let paths = StatePaths::new(compacted_root);
-        self.consumers.push(Consumer::Compaction(paths));
+    pub fn with_compaction(self, compacted_root: Vec<Segment>) -> LateMarkers {
+        self.with_folder(StatePaths::new(compacted_root).late_folder())
+    }
+
+    /// Markers for another pass, in its late folder (the mirror's).
+    pub fn with_folder(mut self, late_folder: Vec<Segment>) -> LateMarkers {
+        self.folders.push(late_folder);
         self
     }
 
-    /// The mirror's markers too, under its state root (`_mirror/late/`).
-    pub fn with_mirror(mut self, state_root: Vec<Segment>) -> LateMarkers {
-        let paths = MirrorPaths::new(state_root);
-        self.consumers.push(Consumer::Mirror(paths));
-        self
-    }
-
-    /// No pass reads markers: the ingest need not look.
     pub fn is_empty(&self) -> bool {
-        self.consumers.is_empty()
+        self.folders.is_empty()
     }
 
     /// When preparing a record stored at `record_path`: a candidate per pass if its hour
@@ -100,11 +93,11 @@ impl LateMarkers {
             coll: Segment::encode(&record.ns.coll),
             hour,
         };
-        self.consumers
+        self.folders
             .iter()
-            .map(|consumer| MarkerCandidate {
+            .map(|folder| MarkerCandidate {
                 from_seconds,
-                path: consumer.late_marker(&key, record_path.file_name().clone()),
+                path: marker_path(folder, &key, record_path.file_name().clone()),
             })
             .collect()
     }
@@ -129,6 +122,7 @@ pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
 mod tests {
     use super::*;
     use crate::domain::{ChangeEvent, PathLayout, DEFAULT_TEMPLATE};
+    use crate::mirror::MirrorPaths;
     use serde_json::value::RawValue;
 
     /// An insert into `shop.orders` at 2024-06-16T10:00:05Z.
@@ -167,7 +161,7 @@ mod tests {
         let name = path.file_name().to_string();
         let delay = Duration::from_secs(600);
         let both = LateMarkers::new(segments("changes-hourly"), delay)
-            .with_mirror(segments("changes-hourly"));
+            .with_folder(MirrorPaths::new(segments("changes-hourly")).late_folder());
         let hours_later = at(HOUR_END + 3 * 3600);
         let markers: Vec<String> = both
             .candidates(&record, &path, hours_later)
@@ -182,7 +176,8 @@ mod tests {
                 format!("changes-hourly/_mirror/late/shop/orders/2024061610/{name}"),
             ]
         );
-        let mirror_only = LateMarkers::none(delay).with_mirror(segments("state"));
+        let mirror_only =
+            LateMarkers::none(delay).with_folder(MirrorPaths::new(segments("state")).late_folder());
         let markers = mirror_only.candidates(&record, &path, hours_later);
         assert_eq!(markers.len(), 1);
         assert!(markers[0]
@@ -199,8 +194,8 @@ mod tests {
     fn a_record_of_an_open_hour_needs_none_and_the_rule_is_the_same_for_both() {
         let raw = raw();
         let (record, path) = record(&raw);
-        let both =
-            LateMarkers::new(segments("c"), Duration::from_secs(600)).with_mirror(segments("c"));
+        let both = LateMarkers::new(segments("c"), Duration::from_secs(600))
+            .with_folder(MirrorPaths::new(segments("c")).late_folder());
         // Within the hour, and long before end + delay - margin (the request's time
         // included): no marker at all.
         assert!(both

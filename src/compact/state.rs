@@ -143,15 +143,7 @@ impl StatePaths {
 
     /// `_compact/late/<db>/<coll>/<YYYYMMDDHH>/<name>`.
     pub fn late_marker(&self, key: &CollectionHour, name: Segment) -> LakePath {
-        StatePaths::file(
-            self.under(&[
-                seg(LATE),
-                key.db.clone(),
-                key.coll.clone(),
-                seg(&key.hour.compact_digits()),
-            ]),
-            name,
-        )
+        super::late::marker_path(&self.late_folder(), key, name)
     }
 
     /// The collection hour a late marker's path names.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::TableColumns;
 use super::MirrorError;
-use crate::compact::{CollectionHour, NameHash};
+use crate::compact::{marker_path, CollectionHour, NameHash};
 use crate::domain::{EventHour, LakePath, Segment};
 
 const STATE: &str = "_mirror";
@@ -70,13 +70,7 @@ impl MirrorPaths {
     /// `_mirror/late/<db>/<coll>/<YYYYMMDDHH>/<name>`: a change file stored after the
     /// mirror may have closed its hour.
     pub fn late_marker(&self, key: &CollectionHour, name: Segment) -> LakePath {
-        let mut folder = self.late_folder();
-        folder.extend([
-            key.db.clone(),
-            key.coll.clone(),
-            seg(&key.hour.compact_digits()),
-        ]);
-        file(folder, name)
+        marker_path(&self.late_folder(), key, name)
     }
 
     /// The collection hour a late marker's path names.

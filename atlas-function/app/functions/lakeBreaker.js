@@ -12,6 +12,12 @@
 //     -> { open: true, downUntil, reason, message }  open: do not deliver, dead-letter
 //   await context.functions.execute("lakeBreaker", "open", reason)  -> { ok, downUntil }
 //   await context.functions.execute("lakeBreaker", "close")         -> { ok, closed }
+//   await context.functions.execute("lakeBreaker", "state")
+//     -> { state: "closed" | "open" | "half-open" | "off" }     read only, for lakeBacklog's
+//                                                    line; half-open: the open time is over
+//                                                    (the next event tests the endpoint) or
+//                                                    one event is testing it; off:
+//                                                    breakerOpenMs 0 (nothing is read)
 //
 // State: one document in options.stateCollection (next to the dead letters),
 // { _id: "endpoint", downUntil, reason, openedAt, probeStartedAt }; none means closed.
@@ -33,6 +39,9 @@ exports = async function lakeBreaker(action, reason) {
       .collection(options.stateCollection);
     if (action === "check") {
       return await check(state, options);
+    }
+    if (action === "state") {
+      return await stateOf(state, options);
     }
     if (action === "open") {
       return await open(state, options, reason);
@@ -77,6 +86,19 @@ async function check(state, options) {
     : { open: false, probe: false };
 }
 
+// What check would find, without claiming the test: reading the state must not change it.
+async function stateOf(state, options) {
+  if (!(options.breakerOpenMs > 0)) {
+    return { state: "off" };
+  }
+  const current = await state.findOne({ _id: ID });
+  const until = current ? timeOf(current.downUntil) : NaN;
+  if (isNaN(until)) {
+    return { state: "closed" };
+  }
+  return { state: until <= Date.now() || current.probeStartedAt ? "half-open" : "open" };
+}
+
 async function open(state, options, reason) {
   const now = Date.now();
   const downUntil = new Date(now + options.breakerOpenMs);
@@ -107,7 +129,10 @@ function opened(current, until) {
 }
 
 function failed(action, error) {
-  return action === "check" ? { open: false, probe: false, error: error } : { ok: false, error: error };
+  if (action === "check") {
+    return { open: false, probe: false, error: error };
+  }
+  return action === "state" ? { state: null, error: error } : { ok: false, error: error };
 }
 
 // A Date as the driver returns it; a number or text if someone edited the document by hand.

@@ -19,6 +19,9 @@
 // or a refusal for good) closes it, a run stopped by an unreachable or unwell endpoint
 // opens it again for breakerOpenMs.
 //
+// Every run, even one that fails, logs one line `lake-backlog {...}`: what still waits
+// (lakeBacklog) and what the run sent, for an alert (docs/operations.md, "Atlas side").
+//
 // Returns counts only (never bodies). Overlapping runs only cause duplicate deliveries,
 // which the handler absorbs (one file per event).
 
@@ -36,12 +39,46 @@ exports = async function lakeRedrive() {
     breaker: null,
   };
   const breaker = { changed: null, closeSent: false };
-  await redriveDeadLetters(db.collection(options.deadLetterCollection), options, deadline, report.deadLetters, breaker);
-  await flushBuffer(db.collection(options.bufferCollection), options, deadline, report.buffer, breaker);
-  report.breaker = breaker.changed;
-  console.log("lakeRedrive: " + JSON.stringify(report));
+  try {
+    await redriveDeadLetters(db.collection(options.deadLetterCollection), options, deadline, report.deadLetters, breaker);
+    await flushBuffer(db.collection(options.bufferCollection), options, deadline, report.buffer, breaker);
+    report.breaker = breaker.changed;
+    console.log("lakeRedrive: " + JSON.stringify(report));
+  } finally {
+    // Also when the run failed: an alert on this line must not go quiet when things break.
+    console.log(await backlogLine(report));
+  }
   return report;
 };
+
+// The run's one `lake-backlog {...}` line, for log alerts (docs/operations.md, "Atlas
+// side"): what still waits after the run (lakeBacklog) and what the run sent and failed
+// to send. Always the same keys in the same order; numbers and states only.
+async function backlogLine(report) {
+  let backlog;
+  try {
+    backlog = await context.functions.execute("lakeBacklog");
+  } catch (error) {
+    backlog = { error: "lake backlog failed: " + (error && error.message ? error.message : String(error)) };
+  }
+  const line = {
+    deadLetters: nullIfMissing(backlog.deadLetters),
+    oldestDeadLetterSeconds: nullIfMissing(backlog.oldestDeadLetterSeconds),
+    buffered: nullIfMissing(backlog.buffered),
+    oldestBufferedSeconds: nullIfMissing(backlog.oldestBufferedSeconds),
+    breaker: nullIfMissing(backlog.breaker),
+    // Delivered: dead letters sent and buffered events posted. Failed: dead letters that
+    // failed again and buffered events refused for good (now dead letters).
+    redriven: report.deadLetters.sent + report.buffer.events,
+    failed: report.deadLetters.failed + report.buffer.deadLettered,
+    error: nullIfMissing(backlog.error),
+  };
+  return "lake-backlog " + JSON.stringify(line);
+}
+
+function nullIfMissing(value) {
+  return value === undefined ? null : value;
+}
 
 async function redriveDeadLetters(collection, options, deadline, report, breaker) {
   // The due letters without their bodies (up to 16 MB each): each body is loaded when it
