@@ -23,3 +23,12 @@ pub fn settings(server: &DfsServer, credential: Credential) -> AdlsSettings {
 pub fn key() -> Credential {
     Credential::AccountKey(Secret::new(DEV_ACCOUNT_KEY))
 }
+
+/// A DFS test server with the lake's container, as the handler's ADLS tests start it.
+pub async fn server_with_container() -> DfsServer {
+    DfsServer::builder()
+        .filesystem(super::CONTAINER)
+        .start()
+        .await
+        .expect("DFS server starts")
+}
