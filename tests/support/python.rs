@@ -1,6 +1,8 @@
 //! Python from PyPI for tests that check the lake with another implementation (pyarrow
 //! reading our Parquet, DuckDB running the README's SQL): a virtualenv with the pinned
 //! `tests/python/requirements.txt`, made once under the target directory and reused.
+//! The deployment template's scanner (checkov) has a virtualenv of its own
+//! (`requirements-checkov.txt`): its pinned dependencies would fight the readers'.
 //!
 //! Never skips: without `python3`, its `venv` module or a reachable PyPI, the test fails
 //! and says what to install.
@@ -12,13 +14,44 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-/// The pinned requirements; their hash names the virtualenv, so editing them makes a new one.
-const REQUIREMENTS: &str = include_str!("../python/requirements.txt");
+/// A pinned requirements file and how pip installs it; the text's hash names the
+/// virtualenv, so editing the file makes a new one.
+struct Requirements {
+    file: &'static str,
+    text: &'static str,
+    /// Besides `--only-binary :all:` (a source build would take the CI's time).
+    exceptions: &'static [&'static str],
+}
+
+/// The lake's independent readers. pyspark is published only as a pure-Python sdist:
+/// building it is a copy.
+const READERS: Requirements = Requirements {
+    file: "requirements.txt",
+    text: include_str!("../python/requirements.txt"),
+    exceptions: &["--no-binary", "pyspark"],
+};
+
+/// The static scanner of `deploy/azuredeploy.json`.
+const CHECKOV: Requirements = Requirements {
+    file: "requirements-checkov.txt",
+    text: include_str!("../python/requirements-checkov.txt"),
+    exceptions: &[],
+};
 
 /// The test virtualenv's `python`, made on first use (in this process or an earlier one).
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| venv().join("bin").join("python"))
+    PYTHON.get_or_init(|| venv(&READERS).join("bin").join("python"))
+}
+
+/// `checkov` from its own virtualenv, made on first use. Run as a module: the entry
+/// scripts pip writes name the folder the virtualenv was built in, renamed since.
+pub fn checkov() -> Command {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| venv(&CHECKOV).join("bin").join("python"));
+    let mut command = Command::new(python);
+    command.args(["-m", "checkov.main"]);
+    command
 }
 
 /// Runs a Python script file with the test virtualenv and `args`; returns its stdout.
@@ -42,8 +75,8 @@ pub fn script(name: &str) -> PathBuf {
 /// The virtualenv folder, complete: made if missing. Test processes race to make it, so
 /// each builds in a folder of its own and renames it into place; a loser throws its copy
 /// away and uses the winner's (a rename never lands on a complete virtualenv).
-fn venv() -> PathBuf {
-    let hash = hex::encode(Sha256::digest(REQUIREMENTS.as_bytes()));
+fn venv(requirements: &Requirements) -> PathBuf {
+    let hash = hex::encode(Sha256::digest(requirements.text.as_bytes()));
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let done = root.join(format!("python-venv-{}", &hash[..16]));
     if done.join("bin/python").exists() {
@@ -70,7 +103,7 @@ fn venv() -> PathBuf {
         "python3 -m venv (Debian: apt-get install python3-venv)",
         made,
     );
-    let requirements = script("requirements.txt");
+    let file = script(requirements.file);
     let installed = Command::new(building.join("bin/python"))
         .args([
             "-m",
@@ -79,12 +112,14 @@ fn venv() -> PathBuf {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(["--only-binary", ":all:", "--no-binary", "pyspark", "-r"])
-        .arg(&requirements)
+        .args(["--only-binary", ":all:"])
+        .args(requirements.exceptions)
+        .arg("-r")
+        .arg(&file)
         .output()
         .expect("the new virtualenv's python runs");
     success(
-        &format!("pip install -r {} (needs PyPI)", requirements.display()),
+        &format!("pip install -r {} (needs PyPI)", file.display()),
         installed,
     );
     if let Err(error) = std::fs::rename(&building, &done) {
