@@ -65,15 +65,15 @@ cargo zigbuild --release --target "$target.2.31"
 echo "== package and publish to $app"
 package=$(mktemp -d)
 trap 'rm -rf "$package"' EXIT
-mkdir -p "$package/app/ingest" "$package/app/compact" "$package/app/mirror"
 cp host.json "$package/app/"
-cp ingest/function.json "$package/app/ingest/"
-cp compact/function.json "$package/app/compact/"
-cp mirror/function.json "$package/app/mirror/"
+for function in ingest/function.json health/function.json compact/function.json mirror/function.json; do
+  mkdir -p "$package/app/$(dirname "$function")"
+  cp "$function" "$package/app/$function"
+done
 cp "$target_dir/$target/release/handler" "$package/app/handler"
 chmod 755 "$package/app/handler"
 # Python's zipfile keeps the Unix mode, so the handler stays executable on the worker.
-(cd "$package/app" && python3 -m zipfile -c ../package.zip host.json handler ingest compact mirror)
+(cd "$package/app" && python3 -m zipfile -c ../package.zip host.json handler ingest health compact mirror)
 az functionapp deployment source config-zip --resource-group "$group" --name "$app" \
   --src "$package/package.zip" --output none
 

@@ -25,6 +25,14 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     let Some(secret) = vars.text(Key::IngestHmacSecret)? else {
         return Ok(None);
     };
+    // An app setting the platform could not resolve keeps its reference text: taking that
+    // as the secret would refuse every request with 401. Stop and say why instead.
+    if secret.text.trim_start().starts_with("@Microsoft.KeyVault(") {
+        return Err(ConfigError::new(
+            secret.setting,
+            "is an unresolved Key Vault reference: give the Function App's identity the Key Vault Secrets User role on the vault (the template does), then restart the app",
+        ));
+    }
     if secret.text.len() < MIN_SECRET_LEN {
         return Err(ConfigError::new(
             secret.setting,
@@ -44,6 +52,20 @@ mod tests {
     use crate::configuration::DEFAULT_TOLERANCE_SECS;
 
     const SECRET: &str = "a-long-random-signing-secret";
+
+    #[test]
+    fn an_unresolved_key_vault_reference_stops_start_up() {
+        let reference = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/)";
+        assert_eq!(
+            error_setting(&[("INGEST_HMAC_SECRET", reference)]),
+            "INGEST_HMAC_SECRET"
+        );
+        let error = settings(&[("INGEST_HMAC_SECRET", reference)]).expect_err("refused");
+        assert!(
+            error.to_string().contains("Key Vault Secrets User"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn unset_means_unsigned_requests_are_accepted() {
