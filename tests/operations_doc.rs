@@ -176,3 +176,30 @@ fn the_5xx_alert_query_is_marked_for_the_template() {
     assert!(query.contains(">= 500"), "{query}");
     assert_eq!(DOC.matches("<!-- kql: ingest-5xx-rate -->").count(), 1);
 }
+
+#[test]
+fn the_template_alerts_with_the_marked_query() {
+    let (_, marked) = DOC
+        .split_once("<!-- kql: ingest-5xx-rate -->\n```kql\n")
+        .expect("the alert query is marked");
+    let (query, _) = marked.split_once("```").expect("a closed block");
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/azuredeploy.json").expect("the template"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        template["variables"]["failedIngestQuery"].as_str(),
+        Some(query.trim_end()),
+        "the alert rule runs the query docs/operations.md shows"
+    );
+    let rule = template["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Insights/scheduledQueryRules")
+        .expect("the alert rule");
+    assert_eq!(
+        rule["properties"]["criteria"]["allOf"][0]["metricMeasureColumn"],
+        "rate_5xx"
+    );
+}
