@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::extjson::{read_value, ExtJsonError, JsonDocument};
+use super::snapshot::snapshot_identity;
 
 /// A parsed change event: either a change to one document, which the lake stores, or any
 /// other event (drop, rename, invalidate, DDL, ...), which is acknowledged and skipped.
@@ -24,13 +25,15 @@ pub enum ChangeEvent<'b> {
     },
 }
 
-/// The four operations that change a document.
+/// The four operations that change a document, and a snapshot of one (issue #12: a
+/// document that existed before the trigger, read by the Atlas side's `lakeSnapshot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataOperation {
     Insert,
     Update,
     Replace,
     Delete,
+    Snapshot,
 }
 
 impl DataOperation {
@@ -40,6 +43,7 @@ impl DataOperation {
             DataOperation::Update => "update",
             DataOperation::Replace => "replace",
             DataOperation::Delete => "delete",
+            DataOperation::Snapshot => "snapshot",
         }
     }
 }
@@ -54,13 +58,15 @@ pub struct Namespace {
 #[derive(Debug, Clone)]
 pub struct DataChange<'b> {
     pub operation: DataOperation,
-    /// The resume token's `_data` string: unique per event, stable across redeliveries.
+    /// The resume token's `_data` string (a snapshot's is made from its time and key):
+    /// unique per event, stable across redeliveries.
     pub event_id: String,
     pub ns: Namespace,
     /// Read into BSON: the file name is made from its `_id`.
     pub document_key: Document,
     /// The same document key as text, for records whose `data` is the key.
     pub document_key_text: JsonDocument<'b>,
+    /// A snapshot's `snapshotTime`.
     pub cluster_time: Timestamp,
     pub wall_time: Option<DateTime>,
     pub txn_number: Option<Bson>,
@@ -86,7 +92,7 @@ impl EventError {
         }
     }
 
-    fn wrong_type(field: &'static str, expected: &str, found: &Bson) -> EventError {
+    pub(crate) fn wrong_type(field: &'static str, expected: &str, found: &Bson) -> EventError {
         EventError {
             field,
             problem: format!("must be {expected}, found {:?}", found.element_type()),
@@ -132,6 +138,8 @@ struct EventFields<'b> {
     full_document_before_change: Option<&'b RawValue>,
     #[serde(rename = "updateDescription", borrow, default)]
     update_description: Option<&'b RawValue>,
+    #[serde(rename = "snapshotTime", borrow, default)]
+    snapshot_time: Option<&'b RawValue>,
 }
 
 impl<'b> ChangeEvent<'b> {
@@ -153,25 +161,8 @@ impl<'b> ChangeEvent<'b> {
             "update" => DataOperation::Update,
             "replace" => DataOperation::Replace,
             "delete" => DataOperation::Delete,
+            "snapshot" => DataOperation::Snapshot,
             _ => return Ok(ChangeEvent::Other { operation_type }),
-        };
-        let event_id = match document(small(fields.id, "_id")?, "_id")?.remove("_data") {
-            Some(Bson::String(token)) if !token.is_empty() => token,
-            Some(other) => {
-                return Err(EventError::wrong_type(
-                    "_id._data",
-                    "a non-empty string",
-                    &other,
-                ))
-            }
-            None => return Err(EventError::missing("_id._data")),
-        };
-        let cluster_time = match small(fields.cluster_time, "clusterTime")? {
-            Some(Bson::Timestamp(timestamp)) => timestamp,
-            Some(other) => {
-                return Err(EventError::wrong_type("clusterTime", "a timestamp", &other))
-            }
-            None => return Err(EventError::missing("clusterTime")),
         };
         let wall_time = match small(fields.wall_time, "wallTime")? {
             Some(Bson::DateTime(date)) => Some(date),
@@ -186,6 +177,14 @@ impl<'b> ChangeEvent<'b> {
         let document_key = document(small(fields.document_key, "documentKey")?, "documentKey")?;
         let document_key_text = text(fields.document_key, "documentKey")?
             .ok_or_else(|| EventError::missing("documentKey"))?;
+        let (event_id, cluster_time) = match operation {
+            DataOperation::Snapshot => snapshot_identity(
+                small(fields.snapshot_time, "snapshotTime")?,
+                &ns,
+                &document_key,
+            )?,
+            _ => change_identity(fields.id, fields.cluster_time)?,
+        };
         Ok(ChangeEvent::Data(Box::new(DataChange {
             operation,
             event_id,
@@ -202,6 +201,29 @@ impl<'b> ChangeEvent<'b> {
             )?,
             update_description: text(fields.update_description, "updateDescription")?,
         })))
+    }
+}
+
+/// A change event's resume token `_data` and `clusterTime`.
+fn change_identity(
+    id: Option<&RawValue>,
+    cluster_time: Option<&RawValue>,
+) -> Result<(String, Timestamp), EventError> {
+    let event_id = match document(small(id, "_id")?, "_id")?.remove("_data") {
+        Some(Bson::String(token)) if !token.is_empty() => token,
+        Some(other) => {
+            return Err(EventError::wrong_type(
+                "_id._data",
+                "a non-empty string",
+                &other,
+            ))
+        }
+        None => return Err(EventError::missing("_id._data")),
+    };
+    match small(cluster_time, "clusterTime")? {
+        Some(Bson::Timestamp(timestamp)) => Ok((event_id, timestamp)),
+        Some(other) => Err(EventError::wrong_type("clusterTime", "a timestamp", &other)),
+        None => Err(EventError::missing("clusterTime")),
     }
 }
 
@@ -350,5 +372,75 @@ mod tests {
         .expect("JSON");
         let error = ChangeEvent::parse(&twice).expect_err("a field given twice");
         assert!(error.to_string().contains("duplicate field"), "{error}");
+    }
+
+    fn snapshot_event() -> Value {
+        json!({
+            "operationType": "snapshot",
+            "ns": {"db": "shop", "coll": "orders"},
+            "documentKey": {"_id": {"$oid": "573a1390f29313caabcd4135"}},
+            "fullDocument": {"_id": {"$oid": "573a1390f29313caabcd4135"}, "total": 5},
+            "snapshotTime": {"$timestamp": {"t": 1_700_000_000, "i": 4}},
+        })
+    }
+
+    #[test]
+    fn parses_a_snapshot_with_a_made_event_id() {
+        let text = raw(&snapshot_event());
+        let ChangeEvent::Data(change) = ChangeEvent::parse(&text).expect("valid") else {
+            panic!("a snapshot is a data change");
+        };
+        assert_eq!(change.operation, DataOperation::Snapshot);
+        assert_eq!(
+            change.cluster_time,
+            Timestamp {
+                time: 1_700_000_000,
+                increment: 4
+            }
+        );
+        assert!(change.event_id.starts_with("826553F1000000000400"));
+        assert_eq!(change.event_id.len(), 52);
+        assert!(change.full_document.is_some());
+        // A change's own fields do not make the identity: no resume token is read.
+        let mut with_token = snapshot_event();
+        with_token["_id"] = json!({"_data": "82AA"});
+        with_token["clusterTime"] = json!({"$timestamp": {"t": 1, "i": 1}});
+        let text = raw(&with_token);
+        let ChangeEvent::Data(same) = ChangeEvent::parse(&text).expect("valid") else {
+            panic!("a snapshot is a data change");
+        };
+        assert_eq!(same.event_id, change.event_id);
+        assert_eq!(same.cluster_time, change.cluster_time);
+    }
+
+    #[test]
+    fn snapshot_errors_name_the_field() {
+        let cases: [(&str, Option<Value>, &str); 5] = [
+            ("snapshotTime", None, "snapshotTime"),
+            (
+                "snapshotTime",
+                Some(json!({"$date": "2024-01-01T00:00:00Z"})),
+                "snapshotTime",
+            ),
+            (
+                "snapshotTime",
+                Some(json!({"$timestamp": 5})),
+                "snapshotTime",
+            ),
+            ("documentKey", Some(json!({"k": 1})), "documentKey._id"),
+            ("fullDocument", Some(json!("text")), "fullDocument"),
+        ];
+        for (field, replacement, named) in cases {
+            let mut event = snapshot_event();
+            match replacement {
+                Some(value) => event[field] = value,
+                None => {
+                    event.as_object_mut().map(|e| e.remove(field));
+                }
+            };
+            let text = raw(&event);
+            let error = ChangeEvent::parse(&text).expect_err(field);
+            assert_eq!(error.field, named, "{error}");
+        }
     }
 }

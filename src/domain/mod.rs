@@ -8,6 +8,7 @@ pub(crate) mod hour;
 pub(crate) mod lake_path;
 pub(crate) mod layout;
 pub(crate) mod record;
+pub(crate) mod snapshot;
 
 pub use change_event::{ChangeEvent, DataChange, DataOperation, EventError, Namespace};
 pub use extjson::Encoding;

@@ -49,10 +49,11 @@ impl<'b> TryFrom<DataChange<'b>> for Record<'b> {
     /// when there is one, the pre-image for deletes, else the document key.
     fn try_from(change: DataChange<'b>) -> Result<Record<'b>, EventError> {
         let (data_source, data) = match (change.operation, change.full_document) {
-            (DataOperation::Insert | DataOperation::Replace, Some(full)) => {
-                (DataSource::FullDocument, full)
-            }
-            (DataOperation::Insert | DataOperation::Replace, None) => {
+            (
+                DataOperation::Insert | DataOperation::Replace | DataOperation::Snapshot,
+                Some(full),
+            ) => (DataSource::FullDocument, full),
+            (DataOperation::Insert | DataOperation::Replace | DataOperation::Snapshot, None) => {
                 return Err(EventError {
                     field: "fullDocument",
                     problem: format!("is required for {}", change.operation.as_str()),
@@ -246,9 +247,20 @@ mod tests {
     }
 
     #[test]
-    fn insert_without_full_document_is_an_error() {
-        let error = Record::try_from(change(DataOperation::Insert)).expect_err("no document");
-        assert_eq!(error.field, "fullDocument");
+    fn insert_or_snapshot_without_full_document_is_an_error() {
+        for operation in [DataOperation::Insert, DataOperation::Snapshot] {
+            let error = Record::try_from(change(operation)).expect_err("no document");
+            assert_eq!(error.field, "fullDocument");
+            assert!(error.to_string().contains(operation.as_str()), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_its_full_document() {
+        let full = r#"{"_id":7,"title":"then"}"#;
+        let mut event = change(DataOperation::Snapshot);
+        event.full_document = Some(text(full));
+        assert_eq!(select(event), (DataSource::FullDocument, full));
     }
 
     #[test]
