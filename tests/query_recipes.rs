@@ -6,7 +6,10 @@
 //! The collection's history is random (seeded; `QUERY_RECIPES_SEED` replays one): inserts,
 //! updates with and without `fullDocument`, replaces, deletes with and without pre-image,
 //! several changes of one document inside a transaction (one `clusterTime`), `_id`s of
-//! several BSON types. It is delivered out of order, with redeliveries, and part of one
+//! several BSON types. Some documents existed before the trigger: a snapshot taken at a
+//! time S within the history (issue #12) reads every document at some moment after S, so
+//! its records meet changes before and after S, of documents it saw or missed, and some
+//! documents only ever arrive through it. It is delivered out of order, with redeliveries, and part of one
 //! hour arrives after that hour was compacted (a late part). The expected state is
 //! computed here by the documented rule, independently of the SQL, in both record
 //! encodings. The PySpark recipe runs the same way in Spark's local mode.
@@ -211,16 +214,86 @@ fn text(value: &Value) -> String {
     serde_json::to_string(value).expect("JSON")
 }
 
+/// The snapshot's records sort before every change at or after S: compared by this prefix.
+fn snapshot_prefix((t, i): (u32, u32)) -> String {
+    format!("82{t:08X}{i:08X}00")
+}
+
+/// An `eventId` of a snapshot record cut to its prefix (the rest is a hash of the key,
+/// tested in the handler's own tests), so states compare with [`snapshot_prefix`].
+fn without_key_hash(event_id: &str) -> &str {
+    match event_id.get(18..20) {
+        Some("00") if event_id.len() == 52 => &event_id[..20],
+        _ => event_id,
+    }
+}
+
+/// Documents that exist before the trigger starts: ids `0..CHANGED_BEFORE` are changed
+/// later too, `DOCUMENTS..DOCUMENTS + NEVER_CHANGED` only ever arrive through the snapshot.
+const CHANGED_BEFORE: u32 = 8;
+const NEVER_CHANGED: u32 = 4;
+
 impl History {
+    /// A snapshot event for document `n` whose current state is `doc`, taken at `s`; it
+    /// sets the known state unless a change at or after S already did.
+    fn read_for_snapshot(
+        n: u32,
+        state: &mut Option<(String, Both)>,
+        s: (u32, u32),
+        changes: &mut Vec<Change>,
+    ) {
+        let Some((event_id, doc)) = state else {
+            return; // deleted (or never inserted) when read: the snapshot does not see it
+        };
+        changes.push(Change {
+            time: s.0,
+            operation: "snapshot",
+            event: json!({
+                "operationType": "snapshot",
+                "ns": {"db": DB, "coll": COLL},
+                "documentKey": {"_id": document_id(n).canonical},
+                "fullDocument": doc.canonical.clone(),
+                "snapshotTime": {"$timestamp": {"t": s.0, "i": s.1}},
+            }),
+        });
+        let prefix = snapshot_prefix(s);
+        if *event_id < prefix {
+            *event_id = prefix;
+        }
+    }
+
     fn generate(rng: &mut Rng, events: usize) -> History {
         const DOCUMENTS: u32 = 24;
         let mut changes = Vec::new();
         // Per document: the state the lake can know (documented rule) and its version.
         let mut known: BTreeMap<u32, Option<(String, Both)>> = BTreeMap::new();
         let mut version = 0;
+        for n in (0..CHANGED_BEFORE).chain(DOCUMENTS..DOCUMENTS + NEVER_CHANGED) {
+            version += 1;
+            // No change event made it: an empty eventId sorts before every record.
+            known.insert(
+                n,
+                Some((String::new(), document(rng, &document_id(n), version))),
+            );
+        }
+        // The snapshot: its time S (the next change's clusterTime: a change at exactly S
+        // must win), and the documents it has yet to read.
+        let mut snapshot: Option<(u32, u32)> = None;
+        let mut unread: Vec<u32> = (0..DOCUMENTS + NEVER_CHANGED).collect();
         let (mut t, mut i) = (START, 1u32);
         let mut txn_number = 0i64;
         while changes.len() < events {
+            if snapshot.is_none() && changes.len() >= events / 3 {
+                snapshot = Some((t, i));
+            }
+            if let Some(s) = snapshot {
+                for _ in 0..rng.below(3) {
+                    if let Some(n) = unread.pop() {
+                        let state = known.entry(n).or_insert(None);
+                        History::read_for_snapshot(n, state, s, &mut changes);
+                    }
+                }
+            }
             // A transaction: 2-4 changes sharing one clusterTime, often of one document.
             let in_txn = rng.chance(15);
             let ops = if in_txn { 2 + rng.below(3) } else { 1 };
@@ -305,6 +378,12 @@ impl History {
             } else {
                 (t + step as u32, 1)
             };
+        }
+        if let Some(s) = snapshot {
+            for n in unread {
+                let state = known.entry(n).or_insert(None);
+                History::read_for_snapshot(n, state, s, &mut changes);
+            }
         }
         let survivors = known
             .into_iter()
@@ -462,7 +541,7 @@ fn state_of(rows: Vec<Value>) -> BTreeMap<String, (String, String)> {
         };
         let key = text(&parse("documentKey"));
         let value = (
-            row["eventId"].as_str().expect("eventId").to_owned(),
+            without_key_hash(row["eventId"].as_str().expect("eventId")).to_owned(),
             text(&parse("data")),
         );
         assert!(
@@ -545,7 +624,12 @@ async fn written_lake(encoding: Encoding) -> (tempfile::TempDir, History, u64) {
         .iter()
         .partition(|c| (README_HOUR..README_HOUR + 3600).contains(&c.time) && rng.chance(30));
     deliver(&handler, &mut rng, &on_time).await;
-    let last_change = history.changes.last().expect("changes").time;
+    let last_change = history
+        .changes
+        .iter()
+        .map(|change| change.time)
+        .max()
+        .expect("changes");
     compact(lake.path(), last_change, FORMATS);
     deliver(&handler, &mut rng, &late).await;
     deliver(&handler, &mut rng, &on_time[..on_time.len() / 5]).await;
