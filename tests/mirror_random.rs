@@ -1,7 +1,9 @@
 //! The mirror end to end, against a model (issue #10, "Proof"): a simulated collection
 //! goes through a random history (inserts, updates with `fullDocument`, replaces and
 //! deletes, several per document, transactions, fields changing type, documents deleted
-//! and re-inserted, `_id`s of several BSON types). Its change events go to the real
+//! and re-inserted, `_id`s of several BSON types), and a snapshot taken during it (issue
+//! #12: documents that existed before the trigger, read after S while others change,
+//! some only ever seen by the snapshot). Its events go to the real
 //! handler over HTTP shuffled, late and repeated; between deliveries `handler mirror`
 //! runs (a real process) and the reference replicator (`tests/python/replicator.py`, the
 //! Fabric stand-in) applies the landing zone. After every run, the replicated table must
@@ -218,16 +220,63 @@ struct Change {
     state: Option<Document>,
 }
 
+/// Documents that exist before the trigger starts: `0..CHANGED_BEFORE` are changed later
+/// too, `DOCUMENTS..DOCUMENTS + NEVER_CHANGED` only ever arrive through the snapshot.
+const DOCUMENTS: u32 = 18;
+const CHANGED_BEFORE: u32 = 6;
+const NEVER_CHANGED: u32 = 3;
+
+/// The snapshot event of document `n` as it is when read (none if it does not exist then).
+fn snapshot_read(n: u32, now: Option<&Document>, s: (u32, u32)) -> Option<Change> {
+    let fields = now?;
+    let (id, _) = document_id(n);
+    Some(Change {
+        event: json!({
+            "operationType": "snapshot",
+            "ns": {"db": DB, "coll": COLL},
+            "documentKey": {"_id": id},
+            "fullDocument": canonical_document(&id, fields),
+            "snapshotTime": {"$timestamp": {"t": s.0, "i": s.1}},
+        }),
+        doc: n,
+        state: Some(fields.clone()),
+    })
+}
+
 /// A random history of `events` changes from `start` (Unix seconds), `step` seconds apart
-/// at most.
+/// at most, with a snapshot taken at a time S a third of the way through: its events read
+/// each document at some moment after S and stand, in `eventId` order, just before the
+/// first change at S.
 fn history(rng: &mut Rng, events: usize, start: u32, step: u64) -> Vec<Change> {
-    const DOCUMENTS: u32 = 18;
     let mut changes: Vec<Change> = Vec::new();
-    let mut exists: BTreeMap<u32, bool> = BTreeMap::new();
-    let (mut t, mut i) = (start, 1u32);
+    let mut current: BTreeMap<u32, Option<Document>> = BTreeMap::new();
     let mut version = 0i64;
+    for n in (0..CHANGED_BEFORE).chain(DOCUMENTS..DOCUMENTS + NEVER_CHANGED) {
+        version += 1;
+        current.insert(n, Some(document(rng, version)));
+    }
+    // S and the place of the snapshot's events in the history; the documents unread.
+    let mut snapshot: Option<((u32, u32), usize)> = None;
+    let mut read: Vec<Change> = Vec::new();
+    let mut unread: Vec<u32> = (0..DOCUMENTS + NEVER_CHANGED).collect();
+    rng.shuffle(&mut unread);
+    let (mut t, mut i) = (start, 1u32);
     let mut txn_number = 0u64;
     while changes.len() < events {
+        if snapshot.is_none() && changes.len() >= events / 3 {
+            snapshot = Some(((t, i), changes.len()));
+        }
+        if let Some((s, _)) = snapshot {
+            for _ in 0..rng.below(3) {
+                if let Some(n) = unread.pop() {
+                    read.extend(snapshot_read(
+                        n,
+                        current.get(&n).and_then(Option::as_ref),
+                        s,
+                    ));
+                }
+            }
+        }
         // A transaction: 2-4 changes sharing one clusterTime, often of one document, in
         // increasing txnOpIndex (the token's order within the transaction).
         let in_txn = rng.chance(15);
@@ -254,8 +303,8 @@ fn history(rng: &mut Rng, events: usize, start: u32, step: u64) -> Vec<Change> {
                 event["txnNumber"] = json!({"$numberLong": txn_number.to_string()});
                 event["lsid"] = json!({"id": {"$binary": {"base64": "a3+KLJHUTg+nwluuE9CPQQ==", "subType": "04"}}});
             }
-            let live = exists.entry(n).or_insert(false);
-            let (operation, state) = if !*live {
+            let now = current.entry(n).or_insert(None);
+            let (operation, state) = if now.is_none() {
                 ("insert", Some(document(rng, version)))
             } else {
                 match rng.below(10) {
@@ -272,7 +321,7 @@ fn history(rng: &mut Rng, events: usize, start: u32, step: u64) -> Vec<Change> {
                 event["updateDescription"] = json!({
                     "updatedFields": {"v": int32(version)}, "removedFields": [], "truncatedArrays": []});
             }
-            *live = state.is_some();
+            now.clone_from(&state);
             changes.push(Change {
                 event,
                 doc: n,
@@ -285,6 +334,16 @@ fn history(rng: &mut Rng, events: usize, start: u32, step: u64) -> Vec<Change> {
         } else {
             (t + next as u32, 1)
         };
+    }
+    if let Some((s, at)) = snapshot {
+        for n in unread {
+            read.extend(snapshot_read(
+                n,
+                current.get(&n).and_then(Option::as_ref),
+                s,
+            ));
+        }
+        changes.splice(at..at, read);
     }
     changes
 }
