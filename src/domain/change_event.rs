@@ -185,7 +185,7 @@ impl<'b> ChangeEvent<'b> {
             )?,
             _ => change_identity(fields.id, fields.cluster_time)?,
         };
-        Ok(ChangeEvent::Data(Box::new(DataChange {
+        let change = DataChange {
             operation,
             event_id,
             ns,
@@ -200,6 +200,18 @@ impl<'b> ChangeEvent<'b> {
                 "fullDocumentBeforeChange",
             )?,
             update_description: text(fields.update_description, "updateDescription")?,
+        };
+        Ok(ChangeEvent::Data(Box::new(match operation {
+            // A snapshot's record is its documented shape only: a read time or anything
+            // else a sender adds would make a re-sent page differ from the first.
+            DataOperation::Snapshot => DataChange {
+                wall_time: None,
+                txn_number: None,
+                full_document_before_change: None,
+                update_description: None,
+                ..change
+            },
+            _ => change,
         })))
     }
 }
@@ -411,6 +423,17 @@ mod tests {
         };
         assert_eq!(same.event_id, change.event_id);
         assert_eq!(same.cluster_time, change.cluster_time);
+        // Nor do a change's other fields reach a snapshot's record.
+        let mut with_extras = snapshot_event();
+        with_extras["wallTime"] = json!({"$date": {"$numberLong": "1700000000123"}});
+        with_extras["txnNumber"] = json!({"$numberLong": "3"});
+        with_extras["updateDescription"] = json!({"updatedFields": {}});
+        let text = raw(&with_extras);
+        let ChangeEvent::Data(extras) = ChangeEvent::parse(&text).expect("valid") else {
+            panic!("a snapshot is a data change");
+        };
+        assert!(extras.wall_time.is_none() && extras.txn_number.is_none());
+        assert!(extras.update_description.is_none());
     }
 
     #[test]
