@@ -3,7 +3,7 @@
 // batch sizes, and the time a 1,000,000-document snapshot takes at that rate.
 //
 //   cargo build --release && node bench/snapshot.js            (from atlas-function/)
-//   BENCH_DOCS=5000 HANDLER_BIN=../target/debug/handler node bench/snapshot.js
+//   BENCH_DOCS=5000 BENCH_CONFIGS=1000x500 HANDLER_BIN=../target/debug/handler node bench/snapshot.js
 //
 // The handler runs as in production (durable writes, relaxed records, signing on) with a
 // fresh local lake per configuration. The collection is the harness's in-memory double;
@@ -17,11 +17,11 @@ const { performance } = require("node:perf_hooks");
 const { startHandler, runtimeFor, SECRET } = require("../harness");
 
 const DOCS = Number(process.env.BENCH_DOCS || 20000);
-const CONFIGS = [
-  { page: 1000, batch: 500 },
-  { page: 1000, batch: 100 },
-  { page: 500, batch: 50 },
-];
+// BENCH_CONFIGS="1000x500,5000x1000": page size x events per request.
+const CONFIGS = (process.env.BENCH_CONFIGS || "1000x500,1000x100,500x50,5000x1000").split(",").map((text) => {
+  const [page, batch] = text.split("x").map(Number);
+  return { page, batch };
+});
 const RUN_BUDGET_MS = 240000;
 const MAX_OPERATIONS = 800;
 const SCHEDULE_SECONDS = 300;
