@@ -118,7 +118,8 @@ function readLake(lake) {
 
 /**
  * An HTTP proxy in front of `target`. For each request, `decide(n, request)` (n counts
- * from 1) returns "forward", "hang" (never answer), or `{ status, headers, body }`.
+ * from 1) returns "forward", "hang" (never answer), or `{ status, headers, body }` (with
+ * `delayMs`, answered that much later: a slow endpoint).
  * Records every request it saw with its body.
  */
 async function startProxy(target, decide) {
@@ -131,6 +132,7 @@ async function startProxy(target, decide) {
     seen.push({ headers: request.headers, body: body.toString("utf8") });
     const decision = decide(seen.length, request);
     if (decision === "hang") return;
+    if (decision.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
     if (decision !== "forward") {
       response.writeHead(decision.status, decision.headers || { "Content-Type": "application/json" });
       response.end(decision.body || "{}");

@@ -41,10 +41,26 @@ const DEFAULTS = {
   // so a few events the handler always refuses cannot starve the others.
   redriveBackoffBaseMs: 300000,
   redriveBackoffMaxMs: 3600000,
+  // The initial snapshot (lakeSnapshot): documents read per page, events per request (and
+  // at most batchMaxBytes), one run's time (below Atlas's 300 s) and async operations
+  // (below Atlas's 1,000), and the retry budget of each request within the run.
+  snapshotPageSize: 1000,
+  snapshotBatchSize: 500,
+  snapshotRunBudgetMs: 240000,
+  snapshotMaxOperationsPerRun: 800,
+  snapshotDeliveryBudgetMs: 60000,
 };
 
 const NAMES = ["dataSource", "database", "deadLetterCollection", "bufferCollection", "stateCollection"];
-const COUNTS = ["batchSize", "batchMaxBytes", "redriveMaxPerRun", "redriveMaxBatchesPerRun"];
+const COUNTS = [
+  "batchSize",
+  "batchMaxBytes",
+  "redriveMaxPerRun",
+  "redriveMaxBatchesPerRun",
+  "snapshotPageSize",
+  "snapshotBatchSize",
+  "snapshotMaxOperationsPerRun",
+];
 
 exports = function lakeConfig(overrides) {
   const configured = context.values.get("lakeOptions");
