@@ -36,6 +36,18 @@ pub fn marker_path(late_folder: &[Segment], key: &CollectionHour, name: Segment)
     LakePath::new(segments).unwrap_or_else(|| unreachable!("a path with a name"))
 }
 
+/// The collection hour a marker under `late_folder` names ([`marker_path`] read back).
+pub fn marker_key(late_folder: &[Segment], path: &LakePath) -> Option<CollectionHour> {
+    match path.segments().strip_prefix(late_folder)? {
+        [db, coll, hour, _name] => Some(CollectionHour {
+            db: db.clone(),
+            coll: coll.clone(),
+            hour: EventHour::from_compact_digits(hour.as_str())?,
+        }),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MarkerCandidate {
     /// Markers are needed when the clock reads this or later (Unix seconds).

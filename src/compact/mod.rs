@@ -378,7 +378,7 @@ mod late;
 mod state;
 
 pub(crate) use late::unix_seconds;
-pub use late::{marker_path, LateMarkers, MarkerCandidate};
+pub use late::{marker_key, marker_path, LateMarkers, MarkerCandidate};
 pub mod parquet;
 mod part;
 mod sort;

@@ -148,17 +148,7 @@ impl StatePaths {
 
     /// The collection hour a late marker's path names.
     pub fn late_marker_key(&self, path: &LakePath) -> Option<CollectionHour> {
-        let segments = path.segments();
-        let prefix = self.late_folder();
-        let rest = segments.strip_prefix(prefix.as_slice())?;
-        match rest {
-            [db, coll, hour, _name] => Some(CollectionHour {
-                db: db.clone(),
-                coll: coll.clone(),
-                hour: EventHour::from_compact_digits(hour.as_str())?,
-            }),
-            _ => None,
-        }
+        super::late::marker_key(&self.late_folder(), path)
     }
 
     /// `_compact/watermark`.

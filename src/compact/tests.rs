@@ -13,7 +13,7 @@ use super::*;
 use crate::domain::extjson::Framing;
 use crate::domain::{Encoding, DEFAULT_TEMPLATE};
 use crate::ingest::Ingestor;
-use crate::sink::testing::Stopping;
+use crate::sink::testing::{files_under, Stopping};
 use crate::sink::LocalLake;
 
 /// 2024-06-16T10:00:00Z.
@@ -86,7 +86,7 @@ impl Lake {
     fn parts(&self, db: &str, coll: &str) -> BTreeMap<String, Vec<String>> {
         let mut parts = BTreeMap::new();
         let base = self.root.join("changes-hourly").join(db).join(coll);
-        for entry in walkdir(&base) {
+        for entry in files_under(&base) {
             let name = entry
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -102,7 +102,7 @@ impl Lake {
 
     /// Every change file's line under a collection, sorted by eventId.
     fn change_lines(&self, db: &str, coll: &str) -> Vec<String> {
-        let mut lines: Vec<String> = walkdir(&self.root.join("changes").join(db).join(coll))
+        let mut lines: Vec<String> = files_under(&self.root.join("changes").join(db).join(coll))
             .into_iter()
             .map(|path| {
                 std::fs::read_to_string(path)
@@ -116,24 +116,8 @@ impl Lake {
     }
 
     fn late_markers(&self) -> usize {
-        walkdir(&self.root.join("changes-hourly/_compact/late")).len()
+        files_under(&self.root.join("changes-hourly/_compact/late")).len()
     }
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn event_id_of(line: &str) -> String {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::TableColumns;
 use super::MirrorError;
-use crate::compact::{marker_path, CollectionHour, NameHash};
+use crate::compact::{marker_key, marker_path, CollectionHour, NameHash};
 use crate::domain::{EventHour, LakePath, Segment};
 
 const STATE: &str = "_mirror";
@@ -75,17 +75,7 @@ impl MirrorPaths {
 
     /// The collection hour a late marker's path names.
     pub fn late_marker_key(&self, path: &LakePath) -> Option<CollectionHour> {
-        let rest = path
-            .segments()
-            .strip_prefix(self.late_folder().as_slice())?;
-        match rest {
-            [db, coll, hour, _name] => Some(CollectionHour {
-                db: db.clone(),
-                coll: coll.clone(),
-                hour: EventHour::from_compact_digits(hour.as_str())?,
-            }),
-            _ => None,
-        }
+        marker_key(&self.late_folder(), path)
     }
 
     /// `_mirror/watermark/<YYYYMMDDHH>`: hours before it are closed for the mirror.

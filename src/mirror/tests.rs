@@ -16,7 +16,7 @@ use crate::compact::DEFAULT_COMPACT_DELAY;
 use crate::domain::extjson::Framing;
 use crate::domain::{Encoding, DEFAULT_TEMPLATE};
 use crate::ingest::Ingestor;
-use crate::sink::testing::Stopping;
+use crate::sink::testing::{files_under, Stopping};
 use crate::sink::{LakeFile, LocalLake};
 
 /// 2024-06-16T10:00:00Z.
@@ -189,7 +189,7 @@ impl Setup {
     }
 
     fn files_under(&self, relative: &str) -> Vec<String> {
-        let mut names: Vec<String> = walk(&self.lake_root.join(relative))
+        let mut names: Vec<String> = files_under(&self.lake_root.join(relative))
             .iter()
             .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
             .collect();
@@ -205,22 +205,6 @@ fn column<'b, T: 'static>(batch: &'b arrow_array::RecordBatch, name: &str) -> &'
         .as_any()
         .downcast_ref::<T>()
         .unwrap_or_else(|| panic!("type of {name}"))
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// A change event of document `id` at `seconds` (`n` orders it within the second and
