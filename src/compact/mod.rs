@@ -18,7 +18,7 @@ use self::state::StatePaths;
 pub use self::state::{CollectionHour, NameHash};
 use self::walk::{Collections, FolderCache};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
-use crate::sink::{LakeFile, Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 
 /// Default `COMPACT_DELAY_SECS`: an hour is closed ten minutes after it ends.
 pub const DEFAULT_COMPACT_DELAY: Duration = Duration::from_secs(600);
@@ -286,13 +286,19 @@ impl Compactor {
             for key in &keys {
                 compact_hour(context, cache, key, summary).await?;
             }
-            store_marker(context.sink, context.paths.watermark(hour)).await?;
+            context
+                .sink
+                .store_marker(context.paths.watermark(hour))
+                .await?;
             watermarks.push(context.paths.watermark(hour));
             watermark = Some(hour);
         }
         if !summary.more_to_do && watermark.is_none_or(|mark| mark < last_closed) {
             // No hour had records (an empty lake): later passes still need not walk it.
-            store_marker(context.sink, context.paths.watermark(last_closed)).await?;
+            context
+                .sink
+                .store_marker(context.paths.watermark(last_closed))
+                .await?;
             watermark = Some(last_closed);
         }
 
@@ -344,7 +350,7 @@ async fn given_hours(
         let keys = walk::folders_of_hour(context.layout, cache, hour, Collections::All).await?;
         for key in keys.keys() {
             let guard = context.paths.late_marker(key, pass_marker_name()?);
-            store_marker(context.sink, guard.clone()).await?;
+            context.sink.store_marker(guard.clone()).await?;
             compact_hour(context, cache, key, summary).await?;
             context.sink.delete(&guard).await?;
         }
@@ -363,15 +369,6 @@ pub(super) async fn list_paths(
     folder: &[Segment],
 ) -> Result<Vec<LakePath>, CompactError> {
     Ok(sink.list_paths(folder).await?)
-}
-
-/// Stores an empty write-once file (a watermark or a marker); present already is fine.
-async fn store_marker(sink: &dyn Sink, path: LakePath) -> Result<(), CompactError> {
-    let file = LakeFile {
-        path,
-        contents: Vec::new(),
-    };
-    part::store_one(sink, file).await.map(drop)
 }
 
 mod late;

@@ -21,7 +21,7 @@ use self::table::{mirror_hour, Context, TableState};
 use crate::compact::walk::{every_hour, folders_of_hour, Collections, FolderCache};
 use crate::compact::{unix_seconds, CollectionHour, CompactError};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
-use crate::sink::{LakeFile, Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 
 pub use landing::fabric_name;
 pub use state::MirrorPaths;
@@ -276,11 +276,7 @@ impl Mirror {
                     Err(error) => {
                         tracing::warn!(table = %LandingPaths::table_name(&table), hour = %hour.compact_digits(), error = %error.cause(), "mirror: a table hour is left for the next pass");
                         let retry = paths.late_marker(&key, Segment::assemble("_retry".to_owned()));
-                        lake.store_one(LakeFile {
-                            path: retry,
-                            contents: Vec::new(),
-                        })
-                        .await?;
+                        lake.store_marker(retry).await?;
                         failed.get_or_insert(error);
                     }
                 }
@@ -295,11 +291,7 @@ impl Mirror {
             first_open = first_open.min(hour);
         }
         if watermark.is_none_or(|old| first_open > old) {
-            lake.store_one(LakeFile {
-                path: paths.watermark(first_open),
-                contents: Vec::new(),
-            })
-            .await?;
+            lake.store_marker(paths.watermark(first_open)).await?;
             for old in watermarks.iter().filter(|old| **old < first_open) {
                 lake.delete(&paths.watermark(*old)).await?;
             }

@@ -533,10 +533,7 @@ async fn finish_step(
     }
     context
         .lake
-        .store_one(LakeFile {
-            path: paths.published(header.step),
-            contents: Vec::new(),
-        })
+        .store_marker(paths.published(header.step))
         .await?;
     // The latest two claims are kept: the latest is the table's state, the one before
     // it may still be read by a pass that listed the claims just before this one. The

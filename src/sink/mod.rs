@@ -189,6 +189,16 @@ pub trait Sink: Send + Sync + 'static {
             .unwrap_or_else(|| Err(SinkError::Task("the sink answered no result".to_owned())))
     }
 
+    /// Stores an empty write-once file (a watermark, a marker); present already is fine.
+    async fn store_marker(&self, path: LakePath) -> Result<(), SinkError> {
+        self.store_one(LakeFile {
+            path,
+            contents: Vec::new(),
+        })
+        .await
+        .map(drop)
+    }
+
     /// Every path [`Sink::list`] gives for `folder`, gathered (for folders of state files,
     /// not for change folders of unknown size).
     async fn list_paths(&self, folder: &[Segment]) -> Result<Vec<LakePath>, SinkError> {
