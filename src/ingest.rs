@@ -9,6 +9,7 @@
 //! encoding), and nothing in between (README, "Memory").
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -49,7 +50,12 @@ pub struct Ingestor {
     late_markers: Option<LateMarkers>,
     /// Told of every storage outcome: the health answer's news of the sink.
     health: Option<Arc<SinkHealth>>,
+    /// What late markers are decided and named by: the system clock, or a test's.
+    clock: Clock,
 }
+
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 impl Ingestor {
     pub fn new(sink: Arc<dyn Sink>, layout: PathLayout, encoding: Encoding) -> Ingestor {
@@ -59,7 +65,17 @@ impl Ingestor {
             encoding,
             late_markers: None,
             health: None,
+            clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Reads `clock` instead of the system clock: for tests that run compaction and
+    /// mirror passes at chosen times, whose clocks must agree with the ingest's as real
+    /// instances' do (late markers, docs/decisions.md).
+    #[cfg(test)]
+    pub fn with_clock(mut self, clock: Clock) -> Ingestor {
+        self.clock = clock;
+        self
     }
 
     /// Tells `health` whether each request's files could be stored: a stored file
@@ -168,25 +184,28 @@ impl Ingestor {
     }
 
     /// After every record is stored (the clock is read now, so each file was visible
-    /// before it): the markers whose time has come. A failure is a storage failure: the
-    /// retry finds the records present and writes the markers.
+    /// before it): the markers whose time has come, named by this minute. A failure is a
+    /// storage failure: the retry finds the records present and writes the markers.
     async fn store_late_markers(
         &self,
         candidates: Vec<MarkerCandidate>,
         records: usize,
     ) -> Result<(), IngestError> {
-        let now = std::time::SystemTime::now();
-        let markers: Vec<LakeFile> = candidates
-            .into_iter()
-            .filter(|candidate| candidate.is_due(now))
-            .map(|candidate| LakeFile {
-                path: candidate.path,
+        let Some(late_markers) = &self.late_markers else {
+            return Ok(());
+        };
+        let due = late_markers.due(&candidates, (self.clock)());
+        if due.paths.is_empty() {
+            return Ok(());
+        }
+        let markers: Vec<LakeFile> = due
+            .paths
+            .iter()
+            .map(|path| LakeFile {
+                path: path.clone(),
                 contents: Vec::new(),
             })
             .collect();
-        if markers.is_empty() {
-            return Ok(());
-        }
         let outcomes = self.sink.store_all(markers).await;
         let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
         let first = outcomes.into_iter().find_map(Result::err);
@@ -198,7 +217,10 @@ impl Ingestor {
                 retries: 0,
                 first,
             }),
-            None => Ok(()),
+            None => {
+                late_markers.stored(due);
+                Ok(())
+            }
         }
     }
 
@@ -207,7 +229,7 @@ impl Ingestor {
     /// files made so far.
     fn prepare(&self, body: &[u8], framing: Framing) -> Result<Prepared, IngestError> {
         let events = split_events(body, framing).map_err(IngestError::from)?;
-        let now = std::time::SystemTime::now();
+        let now = (self.clock)();
         let mut prepared = Prepared {
             markers: Vec::new(),
             files: Vec::with_capacity(events.texts.len()),
@@ -224,9 +246,7 @@ impl Ingestor {
                     let record = Record::try_from(*change).map_err(refused)?;
                     let path = self.layout.path_for(&record);
                     if let Some(markers) = &self.late_markers {
-                        prepared
-                            .markers
-                            .extend(markers.candidates(&record, &path, now));
+                        prepared.markers.extend(markers.candidate(&record, now));
                     }
                     prepared.files.push(LakeFile {
                         path,

@@ -317,8 +317,13 @@ impl Compactor {
                 break;
             }
             compact_hour(context, cache, &key, summary).await?;
-            for marker in markers {
-                context.sink.delete(&marker).await?;
+            // `now` was read before anything was listed: markers too young for it stay,
+            // and bring the hour back to the next pass.
+            for marker in markers
+                .iter()
+                .filter(|marker| late::may_delete(marker, now))
+            {
+                context.sink.delete(marker).await?;
                 summary.late_markers += 1;
             }
         }
@@ -375,7 +380,7 @@ mod late;
 mod state;
 
 pub(crate) use late::unix_seconds;
-pub use late::{marker_key, marker_path, LateMarkers, MarkerCandidate};
+pub use late::{marker_key, marker_path, may_delete, LateMarkers, MarkerCandidate};
 pub mod parquet;
 mod part;
 mod sort;

@@ -4,6 +4,7 @@
 //! `tests/compaction_adls.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,9 @@ struct Lake {
     ingestor: Arc<Ingestor>,
     layout: PathLayout,
     spool: tempfile::TempDir,
+    /// The ingest's clock (Unix seconds): after hour 10 closed, so its records are late,
+    /// and an hour before [`later`], so a pass then may delete every marker it wrote.
+    clock: Arc<AtomicU64>,
 }
 
 fn segments(path: &str) -> Vec<Segment> {
@@ -36,13 +40,22 @@ fn segments(path: &str) -> Vec<Segment> {
 
 impl Lake {
     fn new() -> Lake {
+        let clock = Arc::new(AtomicU64::new(u64::from(HOUR_10) + 2 * 3600));
         let dir = tempfile::tempdir().expect("dir");
         let sink: Arc<dyn Sink> = Arc::new(LocalLake::open(dir.path(), "c", false).expect("lake"));
         let layout = PathLayout::new(segments("changes"), DEFAULT_TEMPLATE, None).expect("layout");
         let ingestor = Arc::new(
-            Ingestor::new(Arc::clone(&sink), layout.clone(), Encoding::Relaxed).with_late_markers(
-                LateMarkers::new(segments("changes-hourly"), DEFAULT_COMPACT_DELAY),
-            ),
+            Ingestor::new(Arc::clone(&sink), layout.clone(), Encoding::Relaxed)
+                .with_late_markers(LateMarkers::new(
+                    segments("changes-hourly"),
+                    DEFAULT_COMPACT_DELAY,
+                ))
+                .with_clock({
+                    let clock = Arc::clone(&clock);
+                    Arc::new(move || {
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(clock.load(Ordering::Relaxed))
+                    })
+                }),
         );
         Lake {
             root: dir.path().join("c"),
@@ -51,6 +64,7 @@ impl Lake {
             ingestor,
             layout,
             spool: tempfile::tempdir().expect("spool"),
+            clock,
         }
     }
 
@@ -115,6 +129,12 @@ impl Lake {
         lines
     }
 
+    /// Moves the ingest's clock to `hours` after the start of hour 10.
+    fn set_clock(&self, hours: u64) {
+        self.clock
+            .store(u64::from(HOUR_10) + hours * 3600, Ordering::Relaxed);
+    }
+
     fn late_markers(&self) -> usize {
         files_under(&self.root.join("changes-hourly/_compact/late")).len()
     }
@@ -133,9 +153,14 @@ fn event(db: &str, coll: &str, seconds: u32, n: u32) -> String {
     )
 }
 
-/// Well after hour 10 closed.
+/// Well after hour 10 closed, and an hour after the ingest's clock starts.
 fn later() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(HOUR_10) + 3 * 3600)
+    at_hours(3)
+}
+
+/// `hours` after the start of hour 10.
+fn at_hours(hours: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(HOUR_10) + hours * 3600)
 }
 
 fn all_lines(parts: &BTreeMap<String, Vec<String>>) -> Vec<String> {
@@ -231,6 +256,7 @@ async fn late_records_go_to_a_new_part_and_redeliveries_to_none() {
         assert_eq!(lake.late_markers(), 0);
 
         // Hours later: two new records of hour 10 and a redelivery of an old one.
+        lake.set_clock(4);
         let late = vec![
             event("d", "c", HOUR_10 + 20, 100),
             event("d", "c", HOUR_10 + 1, 101),
@@ -239,14 +265,22 @@ async fn late_records_go_to_a_new_part_and_redeliveries_to_none() {
         lake.ingest(&late).await;
         assert_eq!(
             lake.late_markers(),
-            3,
-            "every record of a closed hour leaves a marker"
+            1,
+            "the records of a closed hour stored in one minute leave one marker"
         );
         let summary = compactor
-            .run_pass(PassScope::Due, later())
+            .run_pass(PassScope::Due, at_hours(4) + Duration::from_secs(659))
             .await
-            .expect("pass 2");
-        assert_eq!(summary.late_markers, 3);
+            .expect("a pass within the clock margin of the marker's minute");
+        assert_eq!(summary.parts_written, 1);
+        assert_eq!(summary.late_markers, 0, "the marker is too young to delete");
+        assert_eq!(lake.late_markers(), 1);
+        let summary = compactor
+            .run_pass(PassScope::Due, at_hours(4) + Duration::from_secs(660))
+            .await
+            .expect("pass 3");
+        assert_eq!(summary.parts_written, 0, "the hour again: nothing new");
+        assert_eq!(summary.late_markers, 1);
         assert_eq!(lake.late_markers(), 0);
 
         let parts = lake.parts("d", "c");
@@ -271,12 +305,12 @@ async fn late_records_go_to_a_new_part_and_redeliveries_to_none() {
             assert_eq!(lake.change_lines("d", "c"), lines);
         }
 
-        // A third pass with nothing new writes nothing.
+        // A pass with nothing new writes nothing.
         let summary = compactor
-            .run_pass(PassScope::Due, later())
+            .run_pass(PassScope::Due, at_hours(5))
             .await
-            .expect("pass 3");
-        assert_eq!(summary.parts_written, 0);
+            .expect("pass 4");
+        assert_eq!((summary.parts_written, summary.late_markers), (0, 0));
     }
 }
 
@@ -321,13 +355,14 @@ async fn a_pass_stopped_at_any_operation_is_finished_by_the_next() {
             .run_pass(PassScope::Due, later())
             .await
             .expect("first");
+        lake.set_clock(4);
         let late: Vec<String> = (10..14).map(|n| event("d", "c", HOUR_10 + n, n)).collect();
         lake.ingest(&late).await;
         lake.ingest(&[event("d", "c", HOUR_10 + 3 * 3600, 50)])
             .await; // a new hour, 13
 
         let stopping = Arc::new(Stopping::new(Arc::clone(&lake.sink), fail_at));
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(HOUR_10) + 5 * 3600);
+        let now = at_hours(5);
         let stopped = lake
             .compactor_on(stopping.clone(), settings.clone())
             .run_pass(PassScope::Due, now)

@@ -330,7 +330,7 @@ settings_table! {
     CompactEnabled {
         name: "COMPACT_ENABLED", alias: None, group: Group::Compaction,
         kind: Kind::Flag { default: true },
-        help: "Compaction on: the `compact` function and command run passes, and the ingest leaves a late marker for each record of an hour a pass may have listed already. `false`: no compaction markers (the mirror's are still written when it is on), and a pass does nothing (also disable the function: `AzureWebJobs.compact.Disabled=true`). Off by itself when `STORAGE_DIRECTORY` is the container's root and `COMPACT_DIRECTORY` is not set (there is no folder beside it).",
+        help: "Compaction on: the `compact` function and command run passes, and the ingest leaves late markers for records of an hour a pass may have listed already. `false`: no compaction markers (the mirror's are still written when it is on), and a pass does nothing (also disable the function: `AzureWebJobs.compact.Disabled=true`). Off by itself when `STORAGE_DIRECTORY` is the container's root and `COMPACT_DIRECTORY` is not set (there is no folder beside it).",
     }
     CompactDirectory {
         name: "COMPACT_DIRECTORY", alias: None, group: Group::Compaction,

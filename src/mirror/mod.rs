@@ -19,7 +19,7 @@ use self::landing::LandingPaths;
 use self::state::TableKey;
 use self::table::{mirror_hour, Context, TableState};
 use crate::compact::walk::{every_hour, folders_of_hour, Collections, FolderCache};
-use crate::compact::{unix_seconds, CollectionHour, CompactError};
+use crate::compact::{may_delete, unix_seconds, CollectionHour, CompactError};
 use crate::domain::{EventHour, LakePath, PathLayout, Segment};
 use crate::sink::{Sink, SinkError};
 
@@ -237,7 +237,7 @@ impl Mirror {
             // A marked hour whose folders are gone has nothing left to mirror.
             for (key, markers) in marked.iter().filter(|(key, _)| key.hour == hour) {
                 if !found.contains_key(key) {
-                    for marker in markers {
+                    for marker in markers.iter().filter(|marker| may_delete(marker, now)) {
                         lake.delete(marker).await?;
                         summary.late_markers += 1;
                     }
@@ -260,7 +260,9 @@ impl Mirror {
                 .await;
                 match outcome {
                     Ok(true) => {
-                        for marker in marked.get(&key).into_iter().flatten() {
+                        // Markers too young for this pass's clock stay for the next.
+                        let markers = marked.get(&key).into_iter().flatten();
+                        for marker in markers.filter(|marker| may_delete(marker, now)) {
                             lake.delete(marker).await?;
                             summary.late_markers += 1;
                         }

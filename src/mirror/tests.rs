@@ -422,6 +422,30 @@ async fn closed_hours_are_listed_again_only_for_late_markers() {
     );
     assert_eq!(setup.table("c"), expect_table(&[("1", "v2")]));
     assert!(setup.files_under("changes-hourly/_mirror/late").is_empty());
+
+    // The ingest's markers are named by the minute it stored in (12:00 here): a pass
+    // takes the hour but keeps the marker until that minute ended 600 s before the pass
+    // started, since records stored later in the same minute share the name.
+    setup
+        .ingest(&[change("c", "update", 1, HOUR_10 + 6, 1, Some("v3"))])
+        .await;
+    let marker = MirrorPaths::new(segments("changes-hourly"))
+        .late_marker(&key, Segment::assemble("arrived-202406161200".to_owned()));
+    setup.lake.store_marker(marker).await.expect("marker");
+    let young = setup.mirror().pass(at(7200 + 659)).await.expect("pass");
+    assert_eq!(
+        (young.changes, young.upserts, young.late_markers),
+        (1, 1, 0),
+        "{young:?}"
+    );
+    assert_eq!(setup.table("c"), expect_table(&[("1", "v3")]));
+    assert_eq!(
+        setup.files_under("changes-hourly/_mirror/late"),
+        vec!["arrived-202406161200"]
+    );
+    let old = setup.mirror().pass(at(7200 + 660)).await.expect("pass");
+    assert_eq!((old.changes, old.late_markers), (0, 1), "{old:?}");
+    assert!(setup.files_under("changes-hourly/_mirror/late").is_empty());
 }
 
 #[tokio::test]
