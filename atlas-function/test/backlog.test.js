@@ -99,6 +99,9 @@ test("each run logs the dead letters and buffered events waiting, the oldest age
   const handler = await startHandler({ INGEST_HMAC_SECRET: SECRET });
   t.after(() => handler.stop());
   runtime.values.lakeIngestUrl = handler.url;
+  // Budgets of a working endpoint: 50 ms was for failing fast against the dead one, and a
+  // debug handler on a busy machine can take longer than that to store a file.
+  Object.assign(runtime.values.lakeOptions, { retryBudgetMs: 60000, redriveDeliveryBudgetMs: 60000 });
   deadLetters(runtime).documents.forEach((letter) => {
     letter.nextAttemptAt = new Date();
   });
@@ -200,6 +203,7 @@ test("the backlog costs a count and one small read per collection, each sort ser
   deadLetters(runtime).documents[0].nextAttemptAt = new Date(Date.now() + 3600000);
   runtime.values.lakeOptions.batchSize = 1;
   runtime.values.lakeOptions.redriveMaxBatchesPerRun = 1;
+  runtime.values.lakeOptions.retryBudgetMs = 60000; // 20 ms was for the dead endpoint
   runtime.values.lakeIngestUrl = handler.url;
 
   const collections = { dead_letters: deadLetters(runtime), buffer: buffer(runtime) };
