@@ -6,7 +6,8 @@
 // outage (the endpoint answers 503: nothing progresses). Between runs, inserts, updates
 // (with fullDocument) and deletes hit documents behind and ahead of the snapshot's cursor,
 // each sent through the trigger's function (forwardChange); one document's two updates
-// arrive in reverse order. At the end it writes the collection's final state, one line per
+// arrive in reverse order. The changes made in the outage are dead-lettered and arrive
+// after the next run, through lakeRedrive. At the end it writes the collection's final state, one line per
 // document in canonical Extended JSON ({"documentKey": {"_id"}, "document"}), to
 // <out dir>/expected.jsonl, and prints a JSON summary (runs, stops, changes by side).
 // Not a test file (`node --test` runs only *.test.js): alone it proves nothing.
@@ -27,15 +28,23 @@ const OPTIONS = {
   snapshotPageSize: 250,
   snapshotBatchSize: 50,
   // The simulated limits: Atlas's 300 s and 1,000 operations, shrunk so that 10,000
-  // documents take several runs.
+  // documents take several runs (the operation budget ends most of them).
   snapshotRunBudgetMs: 4000,
   snapshotMaxOperationsPerRun: 80,
   // The outage run gives up after this long (retried meanwhile).
   snapshotDeliveryBudgetMs: 1000,
+  // The trigger's changes in the outage: dead-lettered after 300 ms of retries each (no
+  // circuit breaker), sent by lakeRedrive once the endpoint is back.
+  retryBudgetMs: 300,
+  breakerOpenMs: 0,
   attemptTimeoutMs: 20000,
 };
 /** The run (1-based) that meets the outage. */
 const OUTAGE_RUN = 3;
+/** Runs that only the time limit ends: a run stops 1 s before its budget, so these have
+ * half a second, a page or two (the operation budget is out of reach). */
+const TIME_LIMITED_RUNS = [4, 5];
+const TIME_LIMITED = { snapshotRunBudgetMs: 1500, snapshotMaxOperationsPerRun: 1000 };
 
 async function main() {
   const [url, out] = process.argv.slice(2);
@@ -63,9 +72,12 @@ async function scenario(url, endpoint, out) {
   const sorted = () => items.find({}).sort({ _id: 1 }).toArray();
   const counts = {};
   let n = 0;
-  const forward = async (operationType, document) => {
-    await runtime.call("forwardChange", changeEvent(runtime, operationType, document, (n += 1), NS));
+  /** The trigger's function with the change's event; in the outage it dead-letters it. */
+  const send = async (event) => {
+    if (!endpoint.down) return runtime.call("forwardChange", event);
+    await assert.rejects(runtime.call("forwardChange", event), /failed after/);
   };
+  const forward = (operationType, document) => send(changeEvent(runtime, operationType, document, (n += 1), NS));
   // The keys in _id order, sorted again only after an insert (10,000 documents).
   let keys = null;
   /** Where `id` stands against the cursor (the last _id the snapshot delivered). */
@@ -81,7 +93,7 @@ async function scenario(url, endpoint, out) {
     return at <= cursor ? "behind" : "ahead";
   };
   const count = (operationType, side) => {
-    const name = `${operationType} ${side}`;
+    const name = `${operationType} ${side}` + (endpoint.down ? " in the outage" : "");
     counts[name] = (counts[name] || 0) + 1;
   };
   const update = async (id, fields) => {
@@ -114,16 +126,24 @@ async function scenario(url, endpoint, out) {
   for (let run = 1; !(openSnapshot(runtime) && openSnapshot(runtime).finishedAt); run += 1) {
     assert.ok(run <= 100, "the snapshot finishes");
     endpoint.down = run === OUTAGE_RUN;
+    const timeLimited = TIME_LIMITED_RUNS.includes(run);
+    Object.assign(runtime.values.lakeOptions, timeLimited ? TIME_LIMITED : OPTIONS);
     const sentBefore = openSnapshot(runtime) ? openSnapshot(runtime).sent : 0;
     const report = await runtime.call("lakeSnapshot", ...(run === 1 ? [NS.db, NS.coll] : []));
     const result = report.snapshots[0];
     reports.push(result.finished ? "finished" : result.stoppedBy);
+    if (timeLimited) assert.equal(result.stoppedBy, "run budget", `run ${run}`);
     if (endpoint.down) {
       assert.match(result.stoppedBy, /HTTP 503/);
       assert.equal(openSnapshot(runtime).sent, sentBefore, "nothing progresses in an outage");
       outage = { run, stoppedBy: result.stoppedBy };
-      endpoint.down = false;
-      continue;
+    } else if (outage && outage.redriven === undefined) {
+      // The run after the outage is over: the scheduled redrive sends the trigger's dead
+      // letters, later than the snapshot's pages that may have read the same documents.
+      outage.deadLettered = deadLetters(runtime).documents.length;
+      const redrive = await runtime.call("lakeRedrive");
+      outage.redriven = redrive.deadLetters.sent;
+      assert.equal(deadLetters(runtime).documents.length, 0, "every dead letter delivered");
     }
     if (result.finished) break;
     // Between runs (the trigger's changes meanwhile), with time moving on.
@@ -155,9 +175,10 @@ async function scenario(url, endpoint, out) {
       await items.updateOne({ _id: twice }, { $set: { changed: "first of two" } });
       const firstEvent = changeEvent(runtime, "update", await items.findOne({ _id: twice }), (n += 1), NS);
       await update(twice, { changed: "second of two" });
-      await runtime.call("forwardChange", firstEvent);
+      await send(firstEvent);
       count("update", side);
     });
+    endpoint.down = false;
   }
   assert.equal(deadLetters(runtime).documents.length, 0, "nothing refused, nothing dead-lettered");
   const snapshot = openSnapshot(runtime);
