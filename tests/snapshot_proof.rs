@@ -3,9 +3,10 @@
 //! `atlas-function/test/snapshot_scenario.js`) into the real handler over several runs,
 //! each cut by a small time or operation budget, one in an outage; inserts, updates and
 //! deletes behind and ahead of the snapshot's cursor go through the trigger's function
-//! meanwhile. Afterwards the collection's final state (written by the script) must be what
-//! the README's DuckDB current-state query returns over the change files and over the
-//! hourly JSON lines, and what the reference replicator (the Fabric stand-in) holds after
+//! meanwhile (those in the outage dead-lettered, then redriven). Afterwards the
+//! collection's final state (written by the script) must be what the README's DuckDB
+//! current-state query returns over the change files and over the hourly files (JSON
+//! lines and Parquet), and what the reference replicator (the Fabric stand-in) holds after
 //! `handler mirror`. Nothing here is Atlas itself: the harness stands in for it.
 
 mod support;
@@ -194,7 +195,7 @@ fn a_snapshot_of_10000_documents_over_runs_an_outage_and_changes_ends_in_the_col
         ("LOCAL_LAKE_DIR", lake_dir.as_str()),
         ("LOCAL_LAKE_FSYNC", "false"),
         ("RECORD_ENCODING", "canonical"),
-        ("COMPACT_FORMAT", "jsonl"),
+        ("COMPACT_FORMAT", "jsonl,parquet"),
         ("MIRROR_LOCAL_DIR", landing_dir.as_str()),
     ];
     let mut settings = vars.to_vec();
@@ -265,7 +266,7 @@ fn a_snapshot_of_10000_documents_over_runs_an_outage_and_changes_ends_in_the_col
     );
     phase("DuckDB over the change files");
 
-    // The hourly JSON lines: every hour from S to the last change, compacted.
+    // The hourly files (JSON lines, Parquet): every hour from S to the last change.
     let from = hour_of(&summary["snapshotTime"]["t"]);
     let to = hour_of(&summary["lastClusterTime"]["t"]);
     let compacted = pass(&["compact", "--from", &from, "--to", &to], &vars);
@@ -276,7 +277,12 @@ fn a_snapshot_of_10000_documents_over_runs_an_outage_and_changes_ends_in_the_col
         &documents,
         &lake_state("changes-hourly-jsonl", lake.path()),
     );
-    phase("DuckDB over the hourly JSON lines");
+    assert_same(
+        "DuckDB over the hourly Parquet files",
+        &documents,
+        &lake_state("changes-hourly-parquet", lake.path()),
+    );
+    phase("DuckDB over the hourly files");
 
     // Check 2: the mirror, then the reference replicator over the landing zone.
     pass(&["mirror"], &vars);
