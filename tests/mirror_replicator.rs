@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use support::{python, replicator};
@@ -106,20 +104,11 @@ impl Zone {
 /// Writes a Parquet file with pyarrow (`tests/python/write_landing_file.py`).
 fn write_parquet(path: &Path, columns: &[(&str, &str)], rows: &[Value]) {
     let description = json!({"columns": columns, "rows": rows}).to_string();
-    let mut child = Command::new(python::python())
-        .arg(python::script("write_landing_file.py"))
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(description.as_bytes())
-        .expect("description sent");
-    let output = child.wait_with_output().expect("python ends");
+    let output = python::run_with_input(
+        &python::script("write_landing_file.py"),
+        &[path],
+        description.as_bytes(),
+    );
     assert!(
         output.status.success(),
         "writing {}: {}",

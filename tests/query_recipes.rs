@@ -17,13 +17,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Map, Value};
 use support::handler::Handler;
-use support::python;
+use support::recipes::{self, duckdb, duckdb_source, pointed_at, readme_block, run_python};
 use support::rng::Rng;
 
 /// 2024-06-16T09:00:00Z: the history spans this hour and the next few.
@@ -463,73 +462,8 @@ fn compact(lake: &Path, last_change: u32, formats: &str) {
     assert!(summary["partsWritten"].is_u64(), "{summary}");
 }
 
-/// Runs a script of `tests/python/` with `input` on its standard input and returns the
-/// JSON rows it prints, one a line.
-fn run_python(script: &str, input: &str) -> Vec<Value> {
-    let mut child = Command::new(python::python())
-        .arg(python::script(script))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("input sent");
-    let output = child.wait_with_output().expect("python ends");
-    assert!(
-        output.status.success(),
-        "{script} failed on:\n{input}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON row"))
-        .collect()
-}
-
-/// Runs `sql` in DuckDB and returns the last statement's rows.
-fn duckdb(sql: &str) -> Vec<Value> {
-    run_python("query_duckdb.py", sql)
-}
-
 // ---------------------------------------------------------------------------------------
 // The README's blocks
-
-/// The fenced block right after `<!-- NAME -->` in README.md.
-fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    let marker = format!("<!-- {name} -->");
-    let after = readme
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"))
-        .1;
-    after
-        .trim_start()
-        .strip_prefix("```")
-        .and_then(|rest| rest.split_once('\n'))
-        .and_then(|(_, rest)| rest.split_once("\n```"))
-        .unwrap_or_else(|| panic!("no fenced block right after {marker}"))
-        .0
-        .to_owned()
-}
-
-/// A README block with its lake location `from` replaced by `to`.
-fn pointed_at(block: &str, from: &str, to: &str) -> String {
-    assert!(block.contains(from), "the block reads {from}:\n{block}");
-    block.replace(from, to)
-}
-
-/// A README DuckDB view of the records (`source`), reading `lake` instead of `./lake`.
-fn duckdb_source(source: &str, lake: &Path) -> String {
-    let block = readme_block(&format!("duckdb: {source}"));
-    pointed_at(&block, "'lake/", &format!("'{}/", lake.display()))
-}
 
 /// Engine rows (`documentKey`, `eventId`, `data`) as a state: relaxed `documentKey`
 /// text -> (eventId, document text), both compacted and order-keeping.
@@ -554,11 +488,7 @@ fn state_of(rows: Vec<Value>) -> BTreeMap<String, (String, String)> {
 
 /// The README's current-state view over the README's view of `source`, run by DuckDB.
 fn duckdb_current_state(source: &str, lake: &Path) -> BTreeMap<String, (String, String)> {
-    state_of(duckdb(&format!(
-        "{}\n{}\nSELECT documentKey, eventId, data FROM movies_current;",
-        duckdb_source(source, lake),
-        readme_block("duckdb: current-state")
-    )))
+    state_of(recipes::duckdb_current_rows(source, lake))
 }
 
 /// Fails, listing the documents whose state differs, unless `actual` is `expected`.
@@ -568,20 +498,7 @@ fn assert_state(
     expected: &BTreeMap<String, (String, String)>,
     actual: &BTreeMap<String, (String, String)>,
 ) {
-    let mut keys: Vec<&String> = expected.keys().chain(actual.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let wrong: Vec<String> = keys
-        .into_iter()
-        .filter(|key| expected.get(*key) != actual.get(*key))
-        .map(|key| {
-            format!(
-                "{key}: expected {:?}, got {:?}",
-                expected.get(key),
-                actual.get(key)
-            )
-        })
-        .collect();
+    let wrong = recipes::differences(expected, actual);
     assert!(
         wrong.is_empty(),
         "{source}: {} of {} documents wrong (QUERY_RECIPES_SEED={seed}):\n{}",

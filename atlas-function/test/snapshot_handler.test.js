@@ -10,33 +10,9 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const { EJSON, BSON } = require("bson");
 const { startHandler, runtimeFor, deadLetters, state, SECRET } = require("../harness");
+const { keyOf, canonical, changeEvent } = require("./snapshot_fixtures");
 
 const { Int32, ObjectId, Timestamp } = BSON;
-
-function keyOf(id) {
-  return EJSON.stringify({ id }, { relaxed: false });
-}
-
-function canonical(value) {
-  return EJSON.stringify(value, { relaxed: false });
-}
-
-/** A change event at the cluster's current time, as the trigger hands it over: its resume
- * token starts with 82 and the cluster time, as MongoDB's do. */
-function changeEvent(runtime, operationType, document, n) {
-  const time = runtime.clusterTime();
-  const hex = (value) => value.toString(16).toUpperCase().padStart(8, "0");
-  const event = {
-    _id: { _data: "82" + hex(time.t) + hex(time.i) + "2B042C0100296E5A1004" + hex(n) + "04" },
-    operationType,
-    clusterTime: time,
-    wallTime: new Date(time.t * 1000),
-    ns: { db: "shop", coll: "items" },
-    documentKey: { _id: document._id },
-  };
-  if (operationType !== "delete") event.fullDocument = document;
-  return event;
-}
 
 /** The lake's current state by the README's rule: per key the record with the greatest
  * eventId; a delete removes the key. */

@@ -5,7 +5,9 @@
 pub mod adls;
 pub mod handler;
 pub mod identity;
+pub mod node;
 pub mod python;
+pub mod recipes;
 pub mod timer;
 
 pub mod replicator;

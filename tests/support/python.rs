@@ -8,8 +8,9 @@
 //! and says what to install.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
@@ -63,6 +64,26 @@ pub fn run_script<A: AsRef<OsStr>>(script: &Path, args: &[A]) -> String {
         .output()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", python().display()));
     success(&format!("python {}", script.display()), output)
+}
+
+/// Runs a Python script file with the test virtualenv, `args`, and `input` on its standard
+/// input; returns its output, whatever its exit status.
+pub fn run_with_input<A: AsRef<OsStr>>(script: &Path, args: &[A], input: &[u8]) -> Output {
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", python().display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("input sent");
+    child.wait_with_output().expect("python ends")
 }
 
 /// A script of `tests/python/` by file name.
