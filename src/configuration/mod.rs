@@ -19,6 +19,7 @@ mod connection_string;
 mod docs;
 mod identity;
 mod mirror;
+mod s3;
 mod signing;
 mod storage;
 mod table;
@@ -27,6 +28,7 @@ mod vars;
 pub use docs::{settings_help, settings_markdown};
 pub use identity::{EntraIdentity, UserAssigned};
 pub use mirror::{LandingZone, LandingZoneUrl};
+pub use s3::{S3Settings, StaticKeys};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
 pub use table::{
