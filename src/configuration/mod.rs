@@ -410,11 +410,16 @@ mod tests {
         use std::collections::BTreeSet;
         let asked = RefCell::new(BTreeSet::new());
         let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-        let runs: [&[(&str, &str)]; 2] = [
+        let runs: [&[(&str, &str)]; 3] = [
             &[],
             &[
                 ("STORAGE_ACCOUNT_NAME", "lakeacct"),
                 ("STORAGE_ACCOUNT_KEY", key),
+            ],
+            &[
+                ("S3_BUCKET", "lake"),
+                ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
             ],
         ];
         for vars in runs {

@@ -161,7 +161,7 @@ mod tests {
             ("S3_PREFIX", "/mongo/prod/"),
             ("AWS_REGION", "eu-west-1"),
             ("S3_ENDPOINT", "http://127.0.0.1:9000/"),
-            ("S3_FORCE_PATH_STYLE", "true"),
+            ("S3_PATH_STYLE", "true"),
         ])
         .expect("valid");
         let StorageSettings::S3(s3) = s.storage else {

@@ -147,7 +147,7 @@ impl Group {
             Group::Lake => "Where records go and how they look",
             Group::LocalLake => "Local lake (the default: no ADLS account set)",
             Group::Adls => "ADLS Gen2 (an account and exactly one credential)",
-            Group::S3 => "Amazon S3 and S3-compatible stores (`S3_BUCKET` set)",
+            Group::S3 => "Amazon S3 and S3-compatible stores (S3_BUCKET set)",
             Group::Compaction => "Hourly compaction (the compact function and command)",
             Group::Mirror => "Fabric mirroring (the mirror function and command)",
             Group::Requests => "Requests",
@@ -347,7 +347,7 @@ settings_table! {
     }
     AwsRegion {
         name: "AWS_REGION", alias: None, group: Group::S3,
-        kind: Kind::Text { default: TextDefault::Derived("`AWS_DEFAULT_REGION`, else `us-east-1`") },
+        kind: Kind::Text { default: TextDefault::Derived("AWS_DEFAULT_REGION, else us-east-1") },
         help: "The bucket's region (S3 signs requests for it).",
     }
     S3Endpoint {
@@ -356,7 +356,7 @@ settings_table! {
         help: "An S3-compatible store instead of AWS (MinIO, Cloudflare R2, Ceph, a local test server): its base URL, `http://` allowed.",
     }
     S3PathStyle {
-        name: "S3_PATH_STYLE", alias: Some("S3_FORCE_PATH_STYLE"), group: Group::S3,
+        name: "S3_PATH_STYLE", alias: None, group: Group::S3,
         kind: Kind::Flag { default: false },
         help: "Path-style requests (`<endpoint>/<bucket>/<key>`) instead of virtual-hosted ones (`<bucket>.<endpoint>/<key>`); most S3-compatible stores need it.",
     }

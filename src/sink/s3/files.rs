@@ -36,7 +36,7 @@ pub(super) fn list(inner: Arc<Inner>, folder: &[Segment]) -> ListPages {
                 let next = more.then_some((inner, prefix, last));
                 Some((Ok(listed), next))
             }
-            Err(failure) => Some((Err(give_up(&failure, &prefix.to_string(), false)), None)),
+            Err(failure) => Some((Err(give_up(&failure, prefix.as_ref(), false)), None)),
         }
     })
     // A page of only hidden objects is skipped: pages are never empty.
@@ -138,7 +138,7 @@ impl Inner {
                     .map_err(Failure::of("listing folders"))
             })
             .await
-            .map_err(|failure| give_up(&failure, &prefix.to_string(), failure.is_transient()))?;
+            .map_err(|failure| give_up(&failure, prefix.as_ref(), failure.is_transient()))?;
         let at_root = folder.is_empty();
         Ok(listed
             .common_prefixes

@@ -76,7 +76,7 @@ async fn upload(inner: &Inner, temp: &Path, spooled: &LocalPath) -> Result<(), F
     let sent = async {
         let mut file = tokio::fs::File::open(spooled)
             .await
-            .map_err(|error| local_failure(error))?;
+            .map_err(local_failure)?;
         loop {
             let mut part = Vec::with_capacity(PART);
             (&mut file)
@@ -124,7 +124,7 @@ impl Inner {
             .iter()
             .map(String::as_str)
             .chain([TEMP_FOLDER, name.as_str()])
-            .map(|part| object_store::path::PathPart::from(part));
+            .map(object_store::path::PathPart::from);
         Path::from_iter(parts)
     }
 }
