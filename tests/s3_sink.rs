@@ -182,6 +182,31 @@ async fn a_missing_bucket_fails_fast_and_names_the_setting() {
     );
 }
 
+#[tokio::test]
+async fn a_refused_key_fails_the_request_at_once_and_the_log_says_which_setting() {
+    let moto = Moto::start_checking_keys().await;
+    let mut env = s3_env(&moto.endpoint, "lake");
+    env.push(("STORAGE_RETRY_BUDGET_SECS", "120"));
+    let handler = Handler::start_in(tempfile::tempdir().expect("dir").path(), &env);
+    let started = std::time::Instant::now();
+    let answer = handler.post_json(support::sample("insert.json")).await;
+    assert_eq!(answer.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "not retried for the whole 120 s budget: {:?}",
+        started.elapsed()
+    );
+    handler.terminate();
+    let (_, log) = handler.wait();
+    let failure = support::handler::storage_failure(&log);
+    assert!(
+        failure.contains("InvalidAccessKeyId") && failure.contains("AWS_ACCESS_KEY_ID"),
+        "{failure}"
+    );
+    let log = log.join("\n");
+    assert!(!log.contains("testing-secret"), "no secret in the log");
+}
+
 /// The handler's environment for S3 at `endpoint`.
 fn s3_env<'a>(endpoint: &'a str, bucket: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -190,7 +215,7 @@ fn s3_env<'a>(endpoint: &'a str, bucket: &'a str) -> Vec<(&'a str, &'a str)> {
         ("S3_PATH_STYLE", "true"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
     ]
 }
 
@@ -285,4 +310,45 @@ async fn a_compaction_pass_runs_on_s3() {
         lines += std::str::from_utf8(&bytes).expect("UTF-8").lines().count();
     }
     assert_eq!(lines, 30, "every record in exactly one part");
+}
+
+/// The AWS route's image (no docker here): every file the Dockerfile copies from the
+/// repository exists, its Rust is at least the crate's `rust-version`, and it builds and
+/// starts the binary Cargo names.
+#[test]
+fn the_dockerfile_copies_files_that_exist_and_runs_the_handler() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let mut copied = 0;
+    for line in dockerfile.lines().filter(|line| line.starts_with("COPY ")) {
+        if line.contains("--from=") {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for source in &words[1..words.len() - 1] {
+            assert!(root.join(source).exists(), "{line}: {source} is missing");
+            copied += 1;
+        }
+    }
+    assert!(copied >= 5, "the build stage copies the workspace");
+    let image = dockerfile
+        .lines()
+        .find_map(|line| line.strip_prefix("FROM rust:"))
+        .expect("a rust build stage");
+    let version = image.split(['-', ' ']).next().expect("version");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let wanted = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .expect("rust-version")
+        .trim_matches('"');
+    let parse = |text: &str| -> Vec<u32> {
+        text.split('.')
+            .map(|n| n.parse().expect("number"))
+            .collect()
+    };
+    assert!(parse(version) >= parse(wanted), "rust:{version} < {wanted}");
+    assert!(dockerfile.contains("cargo build --release --locked --bin handler"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/handler\"]"));
+    assert!(dockerfile.contains("AWS_LWA_READINESS_CHECK_PATH=/health"));
 }

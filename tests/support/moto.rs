@@ -21,8 +21,22 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and waits (up to 60 s) until it answers.
     pub async fn start() -> Moto {
+        Moto::spawn(None).await
+    }
+
+    /// As [`Moto::start`], checking credentials as S3 does: only keys made through its
+    /// IAM API are known, so any other key is refused (403 `InvalidAccessKeyId`).
+    pub async fn start_checking_keys() -> Moto {
+        Moto::spawn(Some("0")).await
+    }
+
+    async fn spawn(unchecked_actions: Option<&str>) -> Moto {
         let port = free_port();
-        let child = super::python::moto_server()
+        let mut command = super::python::moto_server();
+        if let Some(count) = unchecked_actions {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", count);
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -105,7 +119,7 @@ pub fn settings(endpoint: &str, bucket: &str) -> S3Settings {
             secret_access_key: Secret::new("testing"),
             session_token: None,
         }),
-        write_concurrency: 8,
+        write_concurrency: 32,
         request_timeout: Duration::from_secs(10),
         retry_budget: Duration::from_secs(20),
     }
