@@ -23,6 +23,8 @@ impl Failure {
     /// a broken connection. Credentials, permissions, a missing bucket are not.
     pub fn is_transient(&self) -> bool {
         match &self.error {
+            // 409 ConditionalRequestConflict: a racing write to the same key; try again.
+            Error::AlreadyExists { .. } => is_conflict(&self.error),
             Error::Generic { .. } => match answer(&self.error) {
                 Some((status, _)) => matches!(status, 408 | 429 | 500..=599),
                 // No status: the request got no answer (connection refused or reset, a
@@ -37,6 +39,9 @@ impl Failure {
     pub fn describe(&self) -> String {
         let (status, code) = match &self.error {
             Error::NotFound { .. } => (Some(404), None),
+            Error::AlreadyExists { .. } if is_conflict(&self.error) => {
+                (Some(409), code_in(&self.error))
+            }
             Error::Precondition { .. } | Error::AlreadyExists { .. } => (Some(412), None),
             Error::PermissionDenied { .. } => (Some(403), code_in(&self.error)),
             Error::Unauthenticated { .. } => (Some(401), code_in(&self.error)),
@@ -56,6 +61,19 @@ impl Failure {
             text.push_str(hint);
         }
         text
+    }
+}
+
+/// Whether an "already exists" was S3's 409 (a conditional write racing another to the
+/// same key, which S3 asks to retry) rather than its 412 (the key is taken): object_store
+/// reports both as `AlreadyExists`, the 412 wrapping its `Precondition` error.
+pub(super) fn is_conflict(error: &Error) -> bool {
+    match error {
+        Error::AlreadyExists { source, .. } => !matches!(
+            source.downcast_ref::<Error>(),
+            Some(Error::Precondition { .. } | Error::NotModified { .. })
+        ),
+        _ => false,
     }
 }
 
@@ -132,6 +150,28 @@ mod tests {
         });
         assert!(!failure.is_transient());
         assert_eq!(failure.describe(), "S3 answered 404");
+    }
+
+    #[test]
+    fn a_taken_key_is_final_but_a_racing_write_is_retried() {
+        let taken = Failure::of("storing")(Error::AlreadyExists {
+            path: "k".into(),
+            source: Box::new(Error::Precondition {
+                path: "k".into(),
+                source: "412".into(),
+            }),
+        });
+        assert!(!taken.is_transient());
+        assert_eq!(taken.describe(), "S3 answered 412");
+        let racing = Failure::of("storing")(Error::AlreadyExists {
+            path: "k".into(),
+            source: "409 <Code>ConditionalRequestConflict</Code>".into(),
+        });
+        assert!(racing.is_transient());
+        assert_eq!(
+            racing.describe(),
+            "S3 answered 409 ConditionalRequestConflict"
+        );
     }
 
     #[test]

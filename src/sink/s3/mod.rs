@@ -229,15 +229,19 @@ impl Inner {
         };
         match self.store.put_opts(key, contents, options).await {
             Ok(_) => Ok(Stored::Written),
-            // 412 or 409: present already.
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(Stored::AlreadyPresent),
+            // 412: the key is taken, by the same event stored before.
+            Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
             Err(error) => {
+                // A 409 (a racing write of the same file) or no clear answer: the object
+                // may be there. Only a racing write's object is someone else's.
+                let racing = failure::is_conflict(&error);
                 let failure = Failure::of("storing")(error);
                 if failure.is_transient() && self.found_in_place(key, length).await {
-                    return Ok(Stored::Written);
+                    return Ok(if racing {
+                        Stored::AlreadyPresent
+                    } else {
+                        Stored::Written
+                    });
                 }
                 Err(failure)
             }
@@ -295,6 +299,14 @@ impl Inner {
     fn retry_until(&self) -> Instant {
         Instant::now() + self.settings.retry_budget
     }
+}
+
+/// A 412 to a conditional write: the key holds an object already.
+fn is_taken(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    ) && !failure::is_conflict(error)
 }
 
 /// The error for a failure no more attempts will follow.

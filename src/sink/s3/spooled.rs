@@ -16,7 +16,7 @@ use object_store::{ObjectStore, PutPayload};
 use tokio::io::AsyncReadExt;
 
 use super::failure::Failure;
-use super::{give_up, Inner, TEMP_FOLDER};
+use super::{give_up, is_taken, Inner, TEMP_FOLDER};
 use crate::domain::LakePath;
 use crate::sink::{SinkError, Stored};
 
@@ -50,7 +50,7 @@ pub(super) async fn store(
             upload(inner, &temp, spooled).await?;
             match inner.store.copy_if_not_exists(&temp, &key).await {
                 Ok(()) => Ok(Stored::Written),
-                Err(object_store::Error::AlreadyExists { .. }) => Ok(Stored::AlreadyPresent),
+                Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
                 Err(error) => {
                     let failure = Failure::of("publishing")(error);
                     if failure.is_transient() && inner.found_in_place(&key, size).await {
