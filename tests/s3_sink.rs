@@ -52,6 +52,30 @@ async fn a_conditional_put_writes_once_and_reports_a_second_write_as_present() {
 }
 
 #[tokio::test]
+async fn keys_are_the_lake_paths_as_they_stand_escapes_included() {
+    let moto = moto_with("keys").await;
+    let sink = S3Sink::new(&settings(&moto.endpoint, "keys")).expect("client");
+    let name = Segment::encode("a/b c%.json");
+    assert!(name.as_str().contains('~'), "{name}");
+    let lake_path =
+        LakePath::new(vec![Segment::literal("changes").expect("segment"), name]).expect("path");
+    let key = lake_path.to_string();
+    let stored = sink
+        .store_one(LakeFile {
+            path: lake_path.clone(),
+            contents: b"escaped".to_vec(),
+        })
+        .await;
+    assert_eq!(stored.expect("stored"), Stored::Written);
+    assert_eq!(
+        moto.object("keys", &key).await.as_deref(),
+        Some(&b"escaped"[..])
+    );
+    let listed: Vec<_> = sink.list(&[]).try_collect().await.expect("list");
+    assert_eq!(listed.concat()[0].path, lake_path);
+}
+
+#[tokio::test]
 async fn a_lost_answer_is_resolved_by_head_and_the_file_is_put_once() {
     let moto = moto_with("lost").await;
     let proxy = FaultProxy::start(&moto.endpoint, PutFault::LoseAnswer, 1).await;

@@ -37,6 +37,10 @@ impl Failure {
 
     /// The cause, without URL, key or body, and a hint when one helps.
     pub fn describe(&self) -> String {
+        if let Error::NotSupported { source } = &self.error {
+            // Only made for the spooled file's local read errors (no path in the text).
+            return format!("local file: {source}");
+        }
         let (status, code) = match &self.error {
             Error::NotFound { .. } => (Some(404), None),
             Error::AlreadyExists { .. } if is_conflict(&self.error) => {

@@ -36,7 +36,10 @@ pub(super) fn list(inner: Arc<Inner>, folder: &[Segment]) -> ListPages {
                 let next = more.then_some((inner, prefix, last));
                 Some((Ok(listed), next))
             }
-            Err(failure) => Some((Err(give_up(&failure, prefix.as_ref(), false)), None)),
+            Err(failure) => {
+                let retryable = failure.is_transient();
+                Some((Err(give_up(&failure, prefix.as_ref(), retryable)), None))
+            }
         }
     })
     // A page of only hidden objects is skipped: pages are never empty.
