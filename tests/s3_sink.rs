@@ -23,6 +23,12 @@ fn path(text: &str) -> LakePath {
     .expect("path")
 }
 
+fn segments(text: &str) -> Vec<Segment> {
+    text.split('/')
+        .map(|s| Segment::literal(s).expect("segment"))
+        .collect()
+}
+
 fn file(text: &str, contents: &[u8]) -> LakeFile {
     LakeFile {
         path: path(text),
@@ -375,4 +381,53 @@ fn the_dockerfile_copies_files_that_exist_and_runs_the_handler() {
     assert!(dockerfile.contains("cargo build --release --locked --bin handler"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/handler\"]"));
     assert!(dockerfile.contains("AWS_LWA_READINESS_CHECK_PATH=/health"));
+}
+
+#[tokio::test]
+async fn the_mirror_keeps_its_state_on_s3_and_a_second_pass_adds_nothing() {
+    let moto = moto_with("mirror").await;
+    let landing = tempfile::tempdir().expect("landing");
+    let landing_text = landing.path().display().to_string();
+    let mut env = s3_env(&moto.endpoint, "mirror");
+    env.push(("MIRROR_LOCAL_DIR", &landing_text));
+    let handler = Handler::start_in(tempfile::tempdir().expect("dir").path(), &env);
+    let batch = numbered_batch(12, r#"{"v":{"$numberInt":"3"}}"#);
+    assert_eq!(handler.post_json(batch).await.status(), 200);
+    handler.terminate();
+    let data_files = || {
+        walk(landing.path())
+            .into_iter()
+            .filter(|file| file.extension().is_some_and(|ext| ext == "parquet"))
+            .count()
+    };
+    for pass in 0..2 {
+        let output = run(&["mirror"], &env);
+        assert!(
+            output.status.success(),
+            "pass {pass}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(data_files(), 1, "pass {pass}: one data file for 12 changes");
+    }
+    let sink = S3Sink::new(&settings(&moto.endpoint, "mirror")).expect("client");
+    let state: Vec<_> = sink
+        .list(&segments("changes-hourly/_mirror/tables/corpus/docs"))
+        .try_collect()
+        .await
+        .expect("list");
+    let mut names: Vec<String> = state
+        .concat()
+        .iter()
+        .map(|listed| listed.path.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "changes-hourly/_mirror/tables/corpus/docs/claims/00000000000000000001",
+            "changes-hourly/_mirror/tables/corpus/docs/log/2023111422/00000000000000000001",
+            "changes-hourly/_mirror/tables/corpus/docs/published/00000000000000000001",
+        ],
+        "the mirror's claim, log and published marker are on S3, once"
+    );
 }
