@@ -3,10 +3,10 @@
 //!
 //! S3 makes an object visible only when its upload completes, so there is no temporary
 //! name and no rename: one conditional `PutObject` (`If-None-Match: *`) per file. A 412
-//! (or the 409 S3 gives to a racing conditional write) means a file is there already: the
-//! same event was stored before (names and contents are deterministic), so success. When
-//! a put gets no clear answer (a timeout, a reset connection, a 5xx), a HEAD on the key
-//! decides: an object of the expected length is the file, stored with its answer lost.
+//! means a file is there already: the same event was stored before (names and contents
+//! are deterministic), so success. When a put gets no clear answer (a timeout, a reset
+//! connection, a 5xx) or a 409 (a racing write of the same key), a HEAD on the key
+//! decides: an object of the expected length is the file; otherwise the put is retried.
 //!
 //! The client's own retries are off: they would replay a conditional put whose first
 //! answer was lost and report the 412 of its own write as a failure, and they know
@@ -42,7 +42,7 @@ const TEMP_FOLDER: &str = "_tmp";
 /// The S3 client could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the S3 client: {0}")]
-pub struct S3ClientError(String);
+pub struct S3ClientError(object_store::Error);
 
 /// Writes records into an S3 bucket. Cheap to clone; one per process.
 #[derive(Clone)]
@@ -95,9 +95,7 @@ impl S3Sink {
             }
         }
         // The builder's errors name settings, never secret values.
-        let store = builder
-            .build()
-            .map_err(|error| S3ClientError(error.to_string()))?;
+        let store = builder.build().map_err(S3ClientError)?;
         Ok(S3Sink {
             inner: Arc::new(Inner {
                 store,
