@@ -23,7 +23,7 @@ use crate::mirror::{Mirror, MirrorError, MirrorPaths, MirrorSettings, MirrorSumm
 use crate::routes::{router, AppState, Compaction, InflightBudget, Mirroring, INGEST_PATH};
 use crate::server::Server;
 use crate::signature::Verifier;
-use crate::sink::{AdlsSink, ClientError, LocalLake, Sink, SinkHealth};
+use crate::sink::{AdlsSink, ClientError, LocalLake, S3ClientError, S3Sink, Sink, SinkHealth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,6 +41,8 @@ pub enum StartupError {
     },
     #[error("cannot set up the ADLS client: {0}")]
     Adls(#[from] ClientError),
+    #[error(transparent)]
+    S3(#[from] S3ClientError),
     #[error("cannot open the mirror's landing zone (MIRROR_LOCAL_DIR) at {dir}: {source}")]
     LandingZone {
         dir: String,
@@ -72,7 +74,7 @@ pub enum PassCommandError<E: PassError> {
 pub type CompactCommandError = PassCommandError<CompactError>;
 pub type MirrorCommandError = PassCommandError<MirrorError>;
 
-/// The store the settings name: the local lake or ADLS Gen2. No request is sent: when
+/// The store the settings name: the local lake, ADLS Gen2 or S3. No request is sent: when
 /// serving, the health watch's first probe checks it in the background.
 fn open_sink(settings: &Settings) -> Result<Arc<dyn Sink>, StartupError> {
     Ok(match &settings.storage {
@@ -89,6 +91,7 @@ fn open_sink(settings: &Settings) -> Result<Arc<dyn Sink>, StartupError> {
             &settings.container,
             settings.layout.directory(),
         )?),
+        StorageSettings::S3(s3) => Arc::new(S3Sink::new(s3)?),
     })
 }
 
@@ -111,7 +114,7 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
         } => {
             let durable = match &settings.storage {
                 StorageSettings::LocalLake { durable, .. } => *durable,
-                StorageSettings::Adls(_) => true,
+                StorageSettings::Adls(_) | StorageSettings::S3(_) => true,
             };
             let lake = LocalLake::open(lake_dir, container, durable).map_err(|source| {
                 StartupError::LandingZone {
@@ -124,6 +127,11 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
         LandingZone::Adls(url) => {
             let (write_concurrency, request_timeout, retry_budget) = match &settings.storage {
                 StorageSettings::Adls(lake) => (
+                    lake.write_concurrency,
+                    lake.request_timeout,
+                    lake.retry_budget,
+                ),
+                StorageSettings::S3(lake) => (
                     lake.write_concurrency,
                     lake.request_timeout,
                     lake.retry_budget,

@@ -19,6 +19,7 @@ mod connection_string;
 mod docs;
 mod identity;
 mod mirror;
+mod s3;
 mod signing;
 mod storage;
 mod table;
@@ -27,6 +28,7 @@ mod vars;
 pub use docs::{settings_help, settings_markdown};
 pub use identity::{EntraIdentity, UserAssigned};
 pub use mirror::{LandingZone, LandingZoneUrl};
+pub use s3::{S3Settings, StaticKeys};
 pub use signing::SigningSettings;
 pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
 pub use table::{
@@ -408,11 +410,16 @@ mod tests {
         use std::collections::BTreeSet;
         let asked = RefCell::new(BTreeSet::new());
         let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-        let runs: [&[(&str, &str)]; 2] = [
+        let runs: [&[(&str, &str)]; 3] = [
             &[],
             &[
                 ("STORAGE_ACCOUNT_NAME", "lakeacct"),
                 ("STORAGE_ACCOUNT_KEY", key),
+            ],
+            &[
+                ("S3_BUCKET", "lake"),
+                ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
             ],
         ];
         for vars in runs {

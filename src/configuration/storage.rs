@@ -15,6 +15,7 @@ use base64::Engine;
 
 use super::connection_string::ConnectionString;
 use super::identity::{EntraIdentity, UserAssigned};
+use super::s3::S3Settings;
 use super::table::{
     Key, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, DEFAULT_WRITE_CONCURRENCY,
     MAX_RETRY_BUDGET_SECS,
@@ -34,6 +35,8 @@ pub enum StorageSettings {
     LocalLake { dir: PathBuf, durable: bool },
     /// An Azure Data Lake Storage Gen2 account.
     Adls(AdlsSettings),
+    /// An S3 bucket (AWS or an S3-compatible store).
+    S3(S3Settings),
 }
 
 impl StorageSettings {
@@ -51,6 +54,14 @@ impl StorageSettings {
             StorageSettings::Adls(adls) => {
                 let folders: Vec<&str> = folders.collect();
                 format!("{}{}", adls.endpoint, folders.join("/"))
+            }
+            // The bucket takes the container's place.
+            StorageSettings::S3(s3) => {
+                let mut location = s3.location();
+                for folder in directory {
+                    location = format!("{location}/{}", folder.as_str());
+                }
+                location
             }
         }
     }
@@ -207,13 +218,38 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     let sas = vars.given(Key::StorageSasToken)?;
     let connection_string = vars.given(Key::StorageConnectionString)?;
     let identity = vars.choice(Key::StorageAuth)?.is_some();
+    let kind = vars.choice(Key::StorageKind)?;
+    let azure_set = [&account, &key, &sas, &connection_string]
+        .into_iter()
+        .find_map(|given| given.as_ref().map(|given| given.setting))
+        .or(identity.then(|| Key::StorageAuth.name()));
 
-    if account.is_none()
-        && key.is_none()
-        && sas.is_none()
-        && connection_string.is_none()
-        && !identity
-    {
+    if let Some(s3) = super::s3::from_vars(vars, limits(vars)?)? {
+        return only_s3(vars, kind, azure_set).map(|()| StorageSettings::S3(s3));
+    }
+    match (kind, azure_set) {
+        (Some("s3"), _) => {
+            return Err(ConfigError::new(
+                Key::S3Bucket.name(),
+                "is not set, but STORAGE_KIND=s3: name the bucket",
+            ))
+        }
+        (Some("adls"), None) => {
+            return Err(ConfigError::new(
+                Key::StorageAccountName.name(),
+                "is not set, but STORAGE_KIND=adls: name the account and its credential",
+            ))
+        }
+        (Some("local"), Some(setting)) => {
+            return Err(ConfigError::new(
+                setting,
+                "is set, but STORAGE_KIND=local (records go to one place); unset one of them",
+            ))
+        }
+        _ => {}
+    }
+
+    if azure_set.is_none() {
         let dir = vars.text(Key::LocalLakeDir)?.map(|given| given.text);
         return Ok(StorageSettings::LocalLake {
             dir: PathBuf::from(dir.unwrap_or_default()),
@@ -279,6 +315,23 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         None => format!("https://{account_name}.dfs.core.windows.net/"),
     };
 
+    let (write_concurrency, request_timeout, retry_budget) = limits(vars)?;
+    Ok(StorageSettings::Adls(AdlsSettings {
+        account: account_name,
+        credential,
+        endpoint,
+        create_filesystem: vars.flag(Key::StorageCreateFilesystem)?,
+        write_concurrency,
+        request_timeout,
+        retry_budget,
+    }))
+}
+
+/// The limits every network store shares: files written at once, the request timeout and
+/// the retry budget, checked together against the Functions host's request limit.
+fn limits<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<(usize, Duration, Duration), ConfigError> {
     let retry_budget = vars.seconds(Key::StorageRetryBudgetSecs)?;
     let request_timeout = vars.seconds(Key::StorageRequestTimeoutSecs)?;
     if retry_budget + 2 * request_timeout > Duration::from_secs(MAX_REQUEST_SECS) {
@@ -289,15 +342,40 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
             ),
         ));
     }
-    Ok(StorageSettings::Adls(AdlsSettings {
-        account: account_name,
-        credential,
-        endpoint,
-        create_filesystem: vars.flag(Key::StorageCreateFilesystem)?,
-        write_concurrency: vars.number(Key::StorageWriteConcurrency)?,
-        request_timeout,
-        retry_budget,
-    }))
+    let write_concurrency = vars.number(Key::StorageWriteConcurrency)?;
+    Ok((write_concurrency, request_timeout, retry_budget))
+}
+
+/// With `S3_BUCKET` set: refuses settings of the other stores, and a `STORAGE_KIND`
+/// that says otherwise (records go to one place).
+fn only_s3<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    kind: Option<&str>,
+    azure_set: Option<&'static str>,
+) -> Result<(), ConfigError> {
+    if let Some(other) = kind.filter(|kind| *kind != "s3") {
+        return Err(ConfigError::new(
+            Key::StorageKind.name(),
+            format!(
+                "is {other}, but S3_BUCKET is set (records go to one place); unset one of them"
+            ),
+        ));
+    }
+    let local = [Key::LocalLakeDir, Key::LocalLakeFsync]
+        .into_iter()
+        .find_map(|key| {
+            vars.is_set(key)
+                .map(|set| set.then(|| key.name()))
+                .transpose()
+        })
+        .transpose()?;
+    match azure_set.or(local) {
+        Some(setting) => Err(ConfigError::new(
+            setting,
+            "is set, but S3_BUCKET is too (records go to one place); unset one of them",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The account, the endpoint it implies (unless `STORAGE_DFS_ENDPOINT` overrides it) and

@@ -122,6 +122,7 @@ pub enum Group {
     Lake,
     LocalLake,
     Adls,
+    S3,
     Compaction,
     Mirror,
     Requests,
@@ -129,10 +130,11 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Lake,
         Group::LocalLake,
         Group::Adls,
+        Group::S3,
         Group::Compaction,
         Group::Mirror,
         Group::Requests,
@@ -145,6 +147,7 @@ impl Group {
             Group::Lake => "Where records go and how they look",
             Group::LocalLake => "Local lake (the default: no ADLS account set)",
             Group::Adls => "ADLS Gen2 (an account and exactly one credential)",
+            Group::S3 => "Amazon S3 and S3-compatible stores (S3_BUCKET set)",
             Group::Compaction => "Hourly compaction (the compact function and command)",
             Group::Mirror => "Fabric mirroring (the mirror function and command)",
             Group::Requests => "Requests",
@@ -326,6 +329,51 @@ settings_table! {
         name: "STORAGE_RETRY_BUDGET_SECS", alias: None, group: Group::Adls,
         kind: seconds(DEFAULT_RETRY_BUDGET, MAX_RETRY_BUDGET_SECS),
         help: "Longest time spent retrying one file (throttling, 5xx, network errors) before answering 503 (Azure Functions ends requests after 230 s; this plus twice the request timeout must be at most 220).",
+    }
+    StorageKind {
+        name: "STORAGE_KIND", alias: None, group: Group::Lake,
+        kind: Kind::Choice { options: &["local", "adls", "s3"], default: None },
+        help: "Where records go. Unset: chosen by the settings (`S3_BUCKET` set: S3; an ADLS account or credential set: ADLS; else the local lake). Set, it must agree with them.",
+    }
+    S3Bucket {
+        name: "S3_BUCKET", alias: None, group: Group::S3,
+        kind: NO_DEFAULT,
+        help: "The bucket records go to (it plays the container's part: keys start with `<S3_PREFIX>/<directory>/...`). Setting it selects S3. `STORAGE_WRITE_CONCURRENCY`, `STORAGE_REQUEST_TIMEOUT_SECS` and `STORAGE_RETRY_BUDGET_SECS` apply as for ADLS.",
+    }
+    S3Prefix {
+        name: "S3_PREFIX", alias: None, group: Group::S3,
+        kind: NO_DEFAULT,
+        help: "Optional key prefix before the directory (`a/b` allowed; letters, digits, `. _ = -`), to share a bucket.",
+    }
+    AwsRegion {
+        name: "AWS_REGION", alias: None, group: Group::S3,
+        kind: Kind::Text { default: TextDefault::Derived("AWS_DEFAULT_REGION, else us-east-1") },
+        help: "The bucket's region (S3 signs requests for it).",
+    }
+    S3Endpoint {
+        name: "S3_ENDPOINT", alias: None, group: Group::S3,
+        kind: Kind::Text { default: TextDefault::Derived("AWS's regional endpoint") },
+        help: "An S3-compatible store instead of AWS (MinIO, Cloudflare R2, Ceph, a local test server): its base URL, `http://` allowed.",
+    }
+    S3PathStyle {
+        name: "S3_PATH_STYLE", alias: None, group: Group::S3,
+        kind: Kind::Flag { default: false },
+        help: "Path-style requests (`<endpoint>/<bucket>/<key>`) instead of virtual-hosted ones (`<bucket>.<endpoint>/<key>`); most S3-compatible stores need it.",
+    }
+    AwsAccessKeyId {
+        name: "AWS_ACCESS_KEY_ID", alias: None, group: Group::S3,
+        kind: NO_DEFAULT,
+        help: "Static credentials (with `AWS_SECRET_ACCESS_KEY`, and `AWS_SESSION_TOKEN` for temporary ones). Unset: the rest of the standard AWS chain, read from the environment: web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`), the ECS task role (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`), the EC2 instance profile.",
+    }
+    AwsSecretAccessKey {
+        name: "AWS_SECRET_ACCESS_KEY", alias: None, group: Group::S3,
+        kind: Kind::Secret,
+        help: "The secret of `AWS_ACCESS_KEY_ID`.",
+    }
+    AwsSessionToken {
+        name: "AWS_SESSION_TOKEN", alias: None, group: Group::S3,
+        kind: Kind::Secret,
+        help: "The session token of temporary static credentials (an assumed role; Lambda sets it).",
     }
     CompactEnabled {
         name: "COMPACT_ENABLED", alias: None, group: Group::Compaction,

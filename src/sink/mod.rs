@@ -5,10 +5,12 @@
 //! tokens, retries) showing through.
 
 mod adls;
+mod backoff;
 mod group_sync;
 mod health;
 mod local;
 mod retry_count;
+mod s3;
 #[cfg(test)]
 pub mod testing;
 
@@ -16,6 +18,7 @@ pub use adls::{identity_credential, AdlsSink, ClientError, APPEND_CHUNK};
 pub use health::{Observation, SinkHealth};
 pub use local::LocalLake;
 pub use retry_count::counting_retries;
+pub use s3::{S3ClientError, S3Sink, SINGLE_PUT_MAX};
 
 use async_trait::async_trait;
 use bytes::Bytes;

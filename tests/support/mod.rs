@@ -5,6 +5,7 @@
 pub mod adls;
 pub mod handler;
 pub mod identity;
+pub mod moto;
 pub mod node;
 pub mod python;
 pub mod recipes;

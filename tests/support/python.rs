@@ -39,6 +39,23 @@ const CHECKOV: Requirements = Requirements {
     exceptions: &[],
 };
 
+/// moto's S3 server (tests/support/moto.rs).
+const MOTO: Requirements = Requirements {
+    file: "requirements-moto.txt",
+    text: include_str!("../python/requirements-moto.txt"),
+    exceptions: &[],
+};
+
+/// moto's server from its own virtualenv, made on first use, run as a module (as
+/// [`checkov`]).
+pub fn moto_server() -> Command {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    let python = PYTHON.get_or_init(|| venv(&MOTO).join("bin").join("python"));
+    let mut command = Command::new(python);
+    command.args(["-m", "moto.server"]);
+    command
+}
+
 /// The test virtualenv's `python`, made on first use (in this process or an earlier one).
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();

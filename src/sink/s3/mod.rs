@@ -1,0 +1,328 @@
+//! The S3 sink: records land in a bucket (AWS, or an S3-compatible store) under the same
+//! keys the local lake uses for its paths, after `S3_PREFIX`.
+//!
+//! S3 makes an object visible only when its upload completes, so there is no temporary
+//! name and no rename: one conditional `PutObject` (`If-None-Match: *`) per file. A 412
+//! means a file is there already: the same event was stored before (names and contents
+//! are deterministic), so success. When a put gets no clear answer (a timeout, a reset
+//! connection, a 5xx) or a 409 (a racing write of the same key), a HEAD on the key
+//! decides: an object of the expected length is the file; otherwise the put is retried.
+//!
+//! The client's own retries are off: they would replay a conditional put whose first
+//! answer was lost and report the 412 of its own write as a failure, and they know
+//! nothing of the time the caller has left. Retrying whole attempts here keeps every
+//! retry safe, logged and bounded by one budget.
+
+mod failure;
+mod files;
+mod spooled;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::path::{Path, PathPart};
+use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use self::failure::Failure;
+use super::backoff::Backoff;
+use super::{LakeFile, ListPages, Sink, SinkError, Stored};
+use crate::configuration::S3Settings;
+use crate::domain::{LakePath, Segment};
+
+pub use self::spooled::SINGLE_PUT_MAX;
+
+/// The hidden folder for large uploads before they are published, after the prefix.
+const TEMP_FOLDER: &str = "_tmp";
+
+/// The S3 client could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the S3 client: {0}")]
+pub struct S3ClientError(object_store::Error);
+
+/// Writes records into an S3 bucket. Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct S3Sink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: AmazonS3,
+    settings: S3Settings,
+    /// `S3_PREFIX`'s folders, before every lake path.
+    prefix: Vec<String>,
+    /// Bounds the requests in flight across all requests (and so the connections).
+    permits: Semaphore,
+}
+
+impl S3Sink {
+    /// Builds the client from settings and the AWS environment (the credential chain);
+    /// no request is sent.
+    pub fn new(settings: &S3Settings) -> Result<S3Sink, S3ClientError> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                retry_timeout: settings.retry_budget,
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(settings.request_timeout)
+                    .with_connect_timeout(settings.request_timeout),
+            );
+        if let Some(region) = &settings.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        builder = builder.with_virtual_hosted_style_request(!settings.path_style);
+        if let Some(keys) = &settings.static_keys {
+            builder = builder
+                .with_access_key_id(&keys.access_key_id)
+                .with_secret_access_key(keys.secret_access_key.expose());
+            if let Some(token) = &keys.session_token {
+                builder = builder.with_token(token.expose());
+            }
+        }
+        // The builder's errors name settings, never secret values.
+        let store = builder.build().map_err(S3ClientError)?;
+        Ok(S3Sink {
+            inner: Arc::new(Inner {
+                store,
+                prefix: settings
+                    .prefix
+                    .iter()
+                    .map(|segment| segment.as_str().to_owned())
+                    .collect(),
+                settings: settings.clone(),
+                permits: Semaphore::new(settings.write_concurrency),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    /// Writes the files at once (up to the process-wide concurrency), all within one
+    /// deadline: the retry budget plus two request timeouts, as the ADLS sink does.
+    async fn store_all(&self, files: Vec<LakeFile>) -> Vec<Result<Stored, SinkError>> {
+        let inner = &self.inner;
+        let retry_until = Instant::now() + inner.settings.retry_budget;
+        let deadline = retry_until + 2 * inner.settings.request_timeout;
+        futures_util::future::join_all(files.into_iter().map(|file| async move {
+            let path = file.path.to_string();
+            let contents = PutPayload::from(file.contents);
+            let store = inner.store_with_retries(&file.path, contents, retry_until);
+            match tokio::time::timeout_at(deadline, store).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(past_deadline("storing", path)),
+            }
+        }))
+        .await
+    }
+
+    fn list(&self, folder: &[Segment]) -> ListPages {
+        files::list(Arc::clone(&self.inner), folder)
+    }
+
+    async fn read(&self, path: &LakePath) -> Result<Bytes, SinkError> {
+        self.inner.read(path).await
+    }
+
+    async fn delete(&self, path: &LakePath) -> Result<(), SinkError> {
+        self.inner.delete(path).await
+    }
+
+    async fn folders(&self, folder: &[Segment]) -> Result<Vec<Segment>, SinkError> {
+        self.inner.folders(folder).await
+    }
+
+    async fn store_spooled(
+        &self,
+        path: &LakePath,
+        spooled: &std::path::Path,
+    ) -> Result<Stored, SinkError> {
+        spooled::store(&self.inner, path, spooled).await
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "S3 {} ({})",
+            self.inner.settings.location(),
+            self.inner.settings.credential_kind()
+        )
+    }
+
+    /// One listing of at most one key under the prefix: what a wrong credential, a
+    /// missing bucket or a missing permission fails. No retries.
+    async fn probe(&self) -> Result<(), SinkError> {
+        let inner = &self.inner;
+        let prefix = inner.key(&[]);
+        match inner.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let failure = Failure::of("checking bucket")(error);
+                let retryable = failure.is_transient();
+                Err(give_up(&failure, &inner.settings.bucket, retryable))
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The object key of lake path segments: the prefix, then the segments as they stand
+    /// (never re-encoded, so keys equal the local lake's relative paths).
+    fn key(&self, segments: &[Segment]) -> Path {
+        let parts = self
+            .prefix
+            .iter()
+            .map(String::as_str)
+            .chain(segments.iter().map(Segment::as_str))
+            // A segment is never empty, `.`, `..`, and holds no `/` or control character,
+            // which is all `PathPart::parse` refuses; a part it did refuse is left out.
+            .filter_map(|part| PathPart::parse(part).ok());
+        Path::from_iter(parts)
+    }
+
+    /// Stores one file: conditional puts until one answers, retried while transient and
+    /// `retry_until` allows.
+    async fn store_with_retries(
+        &self,
+        path: &LakePath,
+        contents: PutPayload,
+        retry_until: Instant,
+    ) -> Result<Stored, SinkError> {
+        let key = self.key(path.segments());
+        let length = contents.content_length() as u64;
+        self.send_with_retries(retry_until, || {
+            self.put_once(&key, contents.clone(), length)
+        })
+        .await
+        .map_err(|failure| {
+            let retryable = failure.is_transient();
+            give_up(&failure, &path.to_string(), retryable)
+        })
+    }
+
+    /// One conditional put, and a HEAD when its answer is unclear.
+    async fn put_once(
+        &self,
+        key: &Path,
+        contents: PutPayload,
+        length: u64,
+    ) -> Result<Stored, Failure> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(key, contents, options).await {
+            Ok(_) => Ok(Stored::Written),
+            // 412: the key is taken, by the same event stored before.
+            Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
+            Err(error) => {
+                // A 409 (a racing write of the same file) or no clear answer: the object
+                // may be there. Only a racing write's object is someone else's.
+                let racing = failure::is_conflict(&error);
+                let failure = Failure::of("storing")(error);
+                if failure.is_transient() && self.found_in_place(key, length).await {
+                    return Ok(if racing {
+                        Stored::AlreadyPresent
+                    } else {
+                        Stored::Written
+                    });
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Whether an object of `length` bytes is at `key`: a put whose answer was lost.
+    async fn found_in_place(&self, key: &Path, length: u64) -> bool {
+        self.store
+            .head(key)
+            .await
+            .is_ok_and(|meta| meta.size == length)
+    }
+
+    /// Sends a request until it succeeds, fails for good or `retry_until` passes, holding
+    /// a permit for each try (not across the waits) and logging each retry.
+    async fn send_with_retries<T, F, Fut>(
+        &self,
+        retry_until: Instant,
+        mut request: F,
+    ) -> Result<T, Failure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut backoff = Backoff::until(retry_until);
+        let mut attempt = 0u32;
+        loop {
+            let failure = {
+                // The semaphore is never closed, so a permit always comes.
+                let _permit = self.permits.acquire().await;
+                match request().await {
+                    Ok(value) => return Ok(value),
+                    Err(failure) => failure,
+                }
+            };
+            attempt += 1;
+            let Some(delay) = backoff.next_delay().filter(|_| failure.is_transient()) else {
+                return Err(failure);
+            };
+            // Never the key (it holds the `_id`) or the error's text (a URL).
+            tracing::warn!(
+                attempt,
+                operation = failure.operation,
+                cause = %failure.describe(),
+                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "storage attempt failed; retrying"
+            );
+            super::retry_count::count_retry();
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A retry budget from now, for operations outside a request (reads, lists, deletes).
+    fn retry_until(&self) -> Instant {
+        Instant::now() + self.settings.retry_budget
+    }
+}
+
+/// A 412 to a conditional write: the key holds an object already.
+fn is_taken(error: &object_store::Error) -> bool {
+    matches!(
+        error,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+    ) && !failure::is_conflict(error)
+}
+
+/// The error for a failure no more attempts will follow.
+fn give_up(failure: &Failure, path: &str, retryable: bool) -> SinkError {
+    SinkError::Storage {
+        operation: failure.operation,
+        path: path.to_owned(),
+        detail: failure.describe(),
+        retryable,
+    }
+}
+
+/// The error for an operation still unfinished at its deadline.
+fn past_deadline(operation: &'static str, path: String) -> SinkError {
+    SinkError::Storage {
+        operation,
+        path,
+        detail: "gave up at the request deadline (STORAGE_RETRY_BUDGET_SECS plus two STORAGE_REQUEST_TIMEOUT_SECS)".into(),
+        retryable: true,
+    }
+}
