@@ -170,8 +170,9 @@ async fn a_busy_identity_endpoint_is_retried_until_the_budget_ends() {
 /// its identity endpoint set as the Functions host sets it.
 fn handler_with_identity(server: &DfsServer, client_id: &str) -> Handler {
     let endpoint = endpoint();
-    Handler::start_on_adls(
-        &server.endpoint(),
+    // The default write protocol: Put Blob on the Blob endpoint, with the bridge's token.
+    Handler::start_on_blob(
+        server,
         &[
             ("STORAGE_AUTH", "identity"),
             ("AZURE_CLIENT_ID", client_id),

@@ -28,7 +28,7 @@ pub use docs::{settings_help, settings_markdown};
 pub use identity::{EntraIdentity, UserAssigned};
 pub use mirror::{LandingZone, LandingZoneUrl};
 pub use signing::SigningSettings;
-pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
+pub use storage::{AdlsSettings, Credential, Secret, StorageSettings, WriteProtocol};
 pub use table::{
     setting_names, Group, Key, Kind, Setting, TextDefault, Unit, DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_CONTAINER, DEFAULT_DIRECTORY, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

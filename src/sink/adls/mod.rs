@@ -18,6 +18,7 @@
 //! Files spooled to local disk (compaction's parts) follow the same protocol a chunk at a
 //! time, each request retried on its own (`spooled`).
 
+mod blob;
 mod client;
 mod diagnosis;
 mod files;
@@ -40,7 +41,7 @@ pub use self::client::{identity_credential, ClientError};
 use self::retry::{is_transient, status_and_code, Retries};
 pub use self::spooled::APPEND_CHUNK;
 use super::{LakeFile, ListPages, Sink, SinkError, Stored};
-use crate::configuration::AdlsSettings;
+use crate::configuration::{AdlsSettings, WriteProtocol};
 use crate::domain::{lake_path, LakePath, Segment};
 
 /// The hidden folder for files being written, inside the configured directory.
@@ -57,6 +58,9 @@ pub struct AdlsSink {
 
 struct Inner {
     filesystem: FileSystemClient,
+    /// The filesystem on the Blob endpoint when files are written with Put Blob
+    /// (`STORAGE_WRITE_PROTOCOL=blob`); `None` writes them through `filesystem`.
+    blob: Option<FileSystemClient>,
     filesystem_name: String,
     settings: AdlsSettings,
     /// `<directory>/_tmp`.
@@ -144,7 +148,18 @@ impl AdlsSink {
         filesystem: &str,
         directory: &[Segment],
     ) -> AdlsSink {
-        let client = client::filesystem_client(settings, credentials, http, filesystem);
+        let blob = match &settings.write {
+            WriteProtocol::Blob { endpoint } => Some(client::filesystem_client(
+                settings,
+                endpoint,
+                credentials.clone(),
+                http.clone(),
+                filesystem,
+            )),
+            WriteProtocol::Dfs => None,
+        };
+        let client =
+            client::filesystem_client(settings, &settings.endpoint, credentials, http, filesystem);
         let mut temp_folder = lake_path::join(directory);
         if !temp_folder.is_empty() {
             temp_folder.push('/');
@@ -153,6 +168,7 @@ impl AdlsSink {
         AdlsSink {
             inner: Arc::new(Inner {
                 filesystem: client,
+                blob,
                 filesystem_name: filesystem.to_owned(),
                 settings: settings.clone(),
                 temp_folder,
@@ -164,8 +180,11 @@ impl AdlsSink {
 
     /// Stages files in `<directory>/<folder>` instead of `_tmp`: the mirror's landing zone
     /// uses `_scratchPad`, the staging folder Fabric reserves and never reads as a table.
+    /// Such a sink writes through the DFS endpoint whatever its settings say: OneLake's
+    /// landing zone is documented for DFS writes, not Put Blob.
     pub fn with_staging_folder(mut self, folder: &str) -> AdlsSink {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.blob = None;
             if let Some(base) = inner.temp_folder.strip_suffix(TEMP_FOLDER) {
                 inner.temp_folder = format!("{base}{folder}");
             }
@@ -264,28 +283,55 @@ impl Inner {
         }
     }
 
+    /// Stores one file with the configured protocol: a Put Blob per attempt (`blob`), or
+    /// a temporary file renamed into place (`attempt`).
     async fn store_with_retries(
         &self,
         file: LakeFile,
         path: &str,
         retry_until: Instant,
     ) -> Result<Stored, SinkError> {
+        let contents = Bytes::from(file.contents);
+        if let Some(blob) = &self.blob {
+            let put = blob::PutOnce::new(blob.get_file_client(path), &contents);
+            return self.attempts(path, retry_until, || put.attempt()).await;
+        }
         let folder = lake_path::join(file.path.parent_segments());
         let name = file.path.file_name().as_str();
-        let contents = Bytes::from(file.contents);
+        self.attempts(path, retry_until, || {
+            self.attempt(path, &folder, name, &contents)
+        })
+        .await
+    }
+
+    /// Runs whole attempts at storing the file at `path` until one succeeds, one fails for
+    /// good, or `retry_until` passes; creates a missing filesystem on the way when
+    /// `STORAGE_CREATE_FILESYSTEM` says so.
+    async fn attempts<F, Fut>(
+        &self,
+        path: &str,
+        retry_until: Instant,
+        mut attempt: F,
+    ) -> Result<Stored, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Stored, Failure>>,
+    {
         let mut retries = Retries::until(retry_until);
         loop {
             let failure = {
                 // Held for one attempt, not across the waits between attempts. The
                 // semaphore is never closed, so a permit always comes.
                 let _permit = self.permits.acquire().await;
-                match self.attempt(path, &folder, name, &contents).await {
+                match attempt().await {
                     Ok(stored) => return Ok(stored),
                     Err(failure) => failure,
                 }
             };
-            let retry = if failure.code() == Some("FilesystemNotFound")
-                && self.settings.create_filesystem
+            let retry = if matches!(
+                failure.code(),
+                Some("FilesystemNotFound" | "ContainerNotFound")
+            ) && self.settings.create_filesystem
             {
                 self.create_filesystem().await
             } else {
