@@ -16,10 +16,15 @@ pub const DIRECTORY: &str = "changes";
 /// Settings for `server` with `credential`, writing with the DFS protocol (create, append,
 /// rename): the tests that use these count and break its requests.
 pub fn settings(server: &DfsServer, credential: Credential) -> AdlsSettings {
+    settings_at(&server.endpoint(), credential)
+}
+
+/// Settings for the account at the DFS `endpoint`, writing with the DFS protocol.
+pub fn settings_at(endpoint: &str, credential: Credential) -> AdlsSettings {
     AdlsSettings {
         account: DEV_ACCOUNT.to_owned(),
         credential,
-        endpoint: server.endpoint(),
+        endpoint: endpoint.to_owned(),
         create_filesystem: false,
         write_concurrency: 16,
         request_timeout: Duration::from_secs(2),
