@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use futures_util::TryStreamExt;
-use mongo_lake_ingest::configuration::{Credential, Secret};
+use mongo_lake_ingest::configuration::{Credential, Secret, WriteProtocol};
 use mongo_lake_ingest::sink::{LakeFile, Sink, SinkError, Stored};
 
 mod support;
@@ -233,4 +233,34 @@ async fn the_handler_puts_one_blob_per_event_with_a_connection_string() {
     let answer = handler.post_json(sample("insert.json")).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(server.files(FILESYSTEM), stored);
+}
+
+/// The start-up check asks the Blob endpoint too: an unreachable one is named, with the
+/// way out for networks that reach only the DFS endpoint.
+#[tokio::test]
+async fn the_start_up_check_reaches_the_blob_endpoint() {
+    let server = server().await;
+    sink(&blob_settings(&server, key()))
+        .probe()
+        .await
+        .expect("both endpoints answer");
+    assert_eq!(server.stats().op(OpKind::GetBlobProperties), 1);
+
+    let mut unreachable = blob_settings(&server, key());
+    unreachable.write = WriteProtocol::Blob {
+        // Nothing listens on the discard port.
+        endpoint: "http://127.0.0.1:9/devstoreaccount1/".into(),
+    };
+    let error = sink(&unreachable)
+        .probe()
+        .await
+        .expect_err("no Blob endpoint");
+    assert!(
+        error.to_string().contains("STORAGE_WRITE_PROTOCOL=dfs"),
+        "{error}"
+    );
+    sink(&settings(&server, key()))
+        .probe()
+        .await
+        .expect("dfs needs no Blob endpoint");
 }

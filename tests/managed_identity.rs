@@ -2,7 +2,8 @@
 //! through the `azure_identity` 1.x bridge, against a stand-in for the App Service identity
 //! endpoint on loopback: the token and its expiry reach the 0.21 storage client, the id and
 //! the header secret are sent, a refusal fails at once and a busy endpoint is retried; and
-//! the handler writes to a DFS server that accepts only the identity's token.
+//! the handler writes (one Put Blob per file, the default protocol) to a DFS server that
+//! accepts only the identity's token.
 
 mod support;
 

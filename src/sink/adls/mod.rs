@@ -1,7 +1,12 @@
-//! The ADLS Gen2 sink: records land in a filesystem (container) of a storage account
-//! through the DFS endpoint.
+//! The ADLS Gen2 sink: records land in a filesystem (container) of a storage account.
+//! Reads, listings and deletes go through the DFS endpoint; files are written one of two
+//! ways (`STORAGE_WRITE_PROTOCOL`).
 //!
-//! The service makes a created file visible at once, empty, and fills it as data is
+//! `blob` (the default): one Put Blob with `If-None-Match: *` on the account's Blob
+//! endpoint, which makes the whole file visible at once or refuses a path that is taken
+//! (`blob`).
+//!
+//! `dfs`: the service makes a created file visible at once, empty, and fills it as data is
 //! appended and flushed; a process that dies in between leaves an empty or short file, and
 //! a retry that sees "already exists" would skip it. So each file is written in full under
 //! a hidden temporary name (`<directory>/_tmp/<name>.<random>`; lake readers skip names
@@ -15,8 +20,8 @@
 //! timeout, a reset connection, a 5xx), the final path is looked at before the write is
 //! called failed: the rename may have happened with its answer lost.
 //!
-//! Files spooled to local disk (compaction's parts) follow the same protocol a chunk at a
-//! time, each request retried on its own (`spooled`).
+//! Files spooled to local disk (compaction's parts) follow the DFS protocol a chunk at a
+//! time, each request retried on its own (`spooled`), whichever protocol is set.
 
 mod blob;
 mod client;
@@ -252,7 +257,7 @@ impl Sink for AdlsSink {
     async fn probe(&self) -> Result<(), SinkError> {
         let inner = &self.inner;
         let Err(error) = inner.filesystem.get_properties().await else {
-            return Ok(());
+            return inner.probe_blob_endpoint().await;
         };
         let failure = Failure::of("checking filesystem")(error);
         let missing = failure.code() == Some("FilesystemNotFound");
@@ -265,6 +270,35 @@ impl Sink for AdlsSink {
 }
 
 impl Inner {
+    /// With the blob protocol, one Get Blob Properties on the Blob endpoint (a name in the
+    /// hidden temporary folder, which is never a blob): a 404 shows the endpoint reachable
+    /// and the credential accepted there, before the first change event needs it.
+    async fn probe_blob_endpoint(&self) -> Result<(), SinkError> {
+        let Some(blob) = &self.blob else {
+            return Ok(());
+        };
+        let probe = blob.get_file_client(format!("{}/probe", self.temp_folder));
+        let error = match client::blob_length(&probe).await {
+            Ok(_) => return Ok(()),
+            Err(error) if status_and_code(&error).map(|(status, _)| status) == Some(404) => {
+                return Ok(())
+            }
+            Err(error) => error,
+        };
+        let retryable = is_transient(&error);
+        let mut refused = self.give_up(
+            &Failure::of("checking the Blob endpoint")(error),
+            &self.filesystem_name,
+            retryable,
+        );
+        if let (true, SinkError::Storage { detail, .. }) = (retryable, &mut refused) {
+            detail.push_str(
+                " (STORAGE_WRITE_PROTOCOL=blob writes there: if only the DFS endpoint is reachable, set STORAGE_WRITE_PROTOCOL=dfs)",
+            );
+        }
+        Err(refused)
+    }
+
     /// Stores one file: retries transient failures until `retry_until`, and gives up at
     /// `deadline` whatever it is doing (waiting for a permit, or an attempt started just
     /// before the retries ended). Giving up mid-attempt is safe: the final path only ever
