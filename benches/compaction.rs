@@ -162,6 +162,7 @@ fn adls_hour(records: usize, format: &str) {
         ("STORAGE_ACCOUNT_NAME", DEV_ACCOUNT.to_owned()),
         ("STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.to_owned()),
         ("STORAGE_DFS_ENDPOINT", dfs.endpoint()),
+        ("STORAGE_WRITE_PROTOCOL", "dfs".to_owned()),
         ("COMPACT_FORMAT", format.to_owned()),
     ];
     // The change files arrive as they do in production: through the handler.

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::compact::{CompactError, Compactor, LateMarkers, PassScope, PassSummary};
 use crate::configuration::{
-    AdlsSettings, Credential, LandingZone, ServerLimits, Settings, StorageSettings,
+    AdlsSettings, Credential, LandingZone, ServerLimits, Settings, StorageSettings, WriteProtocol,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, DEFAULT_WRITE_CONCURRENCY,
 };
 pub use crate::error::{CompactFailure, MirrorFailure};
@@ -150,6 +150,8 @@ fn landing_sink(settings: &Settings) -> Result<Option<Arc<dyn Sink>>, StartupErr
                 write_concurrency,
                 request_timeout,
                 retry_budget,
+                // OneLake's landing zone takes DFS writes.
+                write: WriteProtocol::Dfs,
             };
             Arc::new(
                 AdlsSink::new(&adls, &url.filesystem, &url.directory)?

@@ -23,6 +23,8 @@ async fn service(dfs: &DfsServer, extra: &[(&str, &str)]) -> TestServer {
         ("storage_account_name", DEV_ACCOUNT),
         ("storage_account_key", DEV_ACCOUNT_KEY),
         ("STORAGE_DFS_ENDPOINT", endpoint.as_str()),
+        // These tests break the DFS protocol's rename.
+        ("STORAGE_WRITE_PROTOCOL", "dfs"),
         ("STORAGE_RETRY_BUDGET_SECS", "1"),
     ];
     settings.extend_from_slice(extra);
@@ -176,9 +178,11 @@ async fn storage_outage_answers_503_and_the_retry_stores_everything_once() {
 #[tokio::test]
 async fn a_connection_string_alone_configures_the_sink() {
     let dfs = dfs().await;
-    // As the portal shows it, with the endpoint of the DFS test server.
+    // As the portal shows it, with the endpoints of the DFS test server (files are Put
+    // Blobs on its Blob endpoint, the default protocol).
     let connection_string = format!(
-        "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};DfsEndpoint={}",
+        "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint={};DfsEndpoint={}",
+        dfs.blob_endpoint(),
         dfs.endpoint()
     );
     let server = TestServer::start(&[

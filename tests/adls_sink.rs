@@ -1,49 +1,21 @@
 //! The ADLS Gen2 sink against a protocol-faithful DFS server on loopback (Shared Key, SAS
 //! and bearer tokens verified for real), with injected faults: what users rely on is that
 //! every acknowledged file is complete at its final path exactly once, and nothing partial
-//! is ever visible there.
+//! is ever visible there. Most tests run the DFS protocol (they break its create, append and
+//! rename); refusals and a missing filesystem run both protocols (Put Blob: tests/adls_blob.rs).
 
 use std::time::{Duration, Instant};
 
-use azure_storage::StorageCredentials;
 use dfs_test_server::{DfsServer, FaultAction, FaultRule, OpKind};
 use mongo_lake_ingest::configuration::{AdlsSettings, Credential, Secret};
-use mongo_lake_ingest::domain::{LakePath, Segment};
-use mongo_lake_ingest::sink::{AdlsSink, LakeFile, Sink, SinkError, Stored};
+use mongo_lake_ingest::sink::{LakeFile, Sink, SinkError, Stored};
 
 mod support;
 
-use support::adls::{key, settings};
-
-const FILESYSTEM: &str = "mongodb";
-const DIRECTORY: &str = "changes";
-
-fn sink(settings: &AdlsSettings) -> AdlsSink {
-    AdlsSink::new(settings, FILESYSTEM, &directory()).expect("client builds")
-}
-
-fn directory() -> Vec<Segment> {
-    vec![Segment::literal(DIRECTORY).expect("valid")]
-}
-
-async fn server() -> DfsServer {
-    DfsServer::builder()
-        .filesystem(FILESYSTEM)
-        .start()
-        .await
-        .expect("DFS server starts")
-}
-
-/// A file at `changes/<folder>/<name>.json` with contents unique to `n`.
-fn file(folder: &str, n: usize) -> LakeFile {
-    let mut segments = directory();
-    segments.push(Segment::literal(folder).expect("valid"));
-    segments.push(Segment::literal(&format!("{n:06}.json")).expect("valid"));
-    LakeFile {
-        path: LakePath::new(segments).expect("non-empty"),
-        contents: format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(n % 97)).into_bytes(),
-    }
-}
+use support::adls::{
+    bearer_server, bearer_sink, blob_settings, file, key, server_with_container as server,
+    settings, sink, wrong_key, FILESYSTEM,
+};
 
 /// Every file outside the hidden temporary folder.
 fn final_files(server: &DfsServer) -> Vec<(String, u64)> {
@@ -104,19 +76,8 @@ async fn every_auth_mode_writes_complete_files() {
     }
 
     // A bearer token, as Microsoft Entra ID gives.
-    let server = DfsServer::builder()
-        .filesystem(FILESYSTEM)
-        .bearer_token("entra-token")
-        .start()
-        .await
-        .expect("starts");
-    let bearer = AdlsSink::with_credentials(
-        &settings(&server, Credential::EntraId),
-        StorageCredentials::bearer_token("entra-token"),
-        FILESYSTEM,
-        &directory(),
-    )
-    .expect("client builds");
+    let server = bearer_server("entra-token", true).await;
+    let bearer = bearer_sink(&settings(&server, Credential::EntraId), "entra-token");
     let files: Vec<LakeFile> = (0..5).map(|n| file("bearer", n)).collect();
     let results = bearer.store_all(files.clone()).await;
     assert_eq!(written(&results), 5, "{results:?}");
@@ -345,61 +306,64 @@ async fn a_server_crash_mid_write_fails_the_request_and_a_retry_completes_it() {
     assert_exactly(&server, &files);
 }
 
+/// Both write protocols: `dfs` (create, append, rename) and `blob` (one Put Blob).
+const PROTOCOLS: [fn(&DfsServer, Credential) -> AdlsSettings; 2] = [settings, blob_settings];
+
 #[tokio::test]
 async fn auth_failures_fail_fast_and_say_what_to_fix() {
-    let server = server().await;
-    let wrong_key = Credential::AccountKey(Secret::new(
-        "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXkgd3Jvbmcga2V5IHdyb25nIGtleQ==",
-    ));
-    let started = Instant::now();
-    let results = sink(&settings(&server, wrong_key))
-        .store_all(vec![file("auth", 1)])
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "no retries on 403 (the budget is 10 s)"
-    );
-    let error = results[0].as_ref().expect_err("refused").to_string();
-    assert!(
-        error.contains("403") && error.contains("storage_account_key"),
-        "{error}"
-    );
+    for protocol in PROTOCOLS {
+        let server = server().await;
+        let started = Instant::now();
+        let results = sink(&protocol(&server, wrong_key()))
+            .store_all(vec![file("auth", 1)])
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no retries on 403 (the budget is 10 s)"
+        );
+        let error = results[0].as_ref().expect_err("refused");
+        assert!(!error.is_retryable());
+        let error = error.to_string();
+        assert!(
+            error.contains("403") && error.contains("storage_account_key"),
+            "{error}"
+        );
 
-    let server = DfsServer::builder()
-        .filesystem(FILESYSTEM)
-        .bearer_token_without_permission("no-role")
-        .start()
-        .await
-        .expect("starts");
-    let results = AdlsSink::with_credentials(
-        &settings(&server, Credential::EntraId),
-        StorageCredentials::bearer_token("no-role"),
-        FILESYSTEM,
-        &directory(),
-    )
-    .expect("builds")
-    .store_all(vec![file("auth", 2)])
-    .await;
-    let error = results[0].as_ref().expect_err("refused").to_string();
-    assert!(error.contains("Storage Blob Data Contributor"), "{error}");
-    assert!(server.files(FILESYSTEM).is_empty());
+        // A SAS that may read and list but not write.
+        let read_only = Credential::Sas(Secret::new(server.account_sas("rl")));
+        let results = sink(&protocol(&server, read_only))
+            .store_all(vec![file("auth", 2)])
+            .await;
+        let error = results[0].as_ref().expect_err("refused").to_string();
+        assert!(error.contains("sp=racwdl"), "{error}");
+
+        let server = bearer_server("no-role", false).await;
+        let results = bearer_sink(&protocol(&server, Credential::EntraId), "no-role")
+            .store_all(vec![file("auth", 3)])
+            .await;
+        let error = results[0].as_ref().expect_err("refused").to_string();
+        assert!(error.contains("Storage Blob Data Contributor"), "{error}");
+        assert!(server.files(FILESYSTEM).is_empty());
+    }
 }
 
 #[tokio::test]
 async fn a_missing_filesystem_is_an_error_unless_creating_it_is_allowed() {
-    let server = DfsServer::builder().start().await.expect("starts");
-    let results = sink(&settings(&server, key()))
-        .store_all(vec![file("fs", 1)])
-        .await;
-    let error = results[0].as_ref().expect_err("no filesystem").to_string();
-    assert!(error.contains("STORAGE_CREATE_FILESYSTEM"), "{error}");
+    for protocol in PROTOCOLS {
+        let server = DfsServer::builder().start().await.expect("starts");
+        let results = sink(&protocol(&server, key()))
+            .store_all(vec![file("fs", 1)])
+            .await;
+        let error = results[0].as_ref().expect_err("no filesystem").to_string();
+        assert!(error.contains("STORAGE_CREATE_FILESYSTEM"), "{error}");
 
-    let mut settings = settings(&server, key());
-    settings.create_filesystem = true;
-    let files = vec![file("fs", 1)];
-    let results = sink(&settings).store_all(files.clone()).await;
-    assert_eq!(written(&results), 1, "{results:?}");
-    assert_exactly(&server, &files);
+        let mut settings = protocol(&server, key());
+        settings.create_filesystem = true;
+        let files = vec![file("fs", 1)];
+        let results = sink(&settings).store_all(files.clone()).await;
+        assert_eq!(written(&results), 1, "{results:?}");
+        assert_exactly(&server, &files);
+    }
 }
 
 #[tokio::test]

@@ -142,6 +142,7 @@ fn the_ready_line_names_the_adls_location_but_never_the_credential() {
                 "STORAGE_DFS_ENDPOINT",
                 "http://127.0.0.1:9/devstoreaccount1",
             ),
+            ("STORAGE_WRITE_PROTOCOL", "dfs"),
         ],
     );
     assert_eq!(

@@ -246,6 +246,7 @@ fn adls_vars(dfs: &DfsServer, delay: &str) -> Vec<(&'static str, String)> {
         ("STORAGE_ACCOUNT_NAME", "devstoreaccount1".to_owned()),
         ("STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.to_owned()),
         ("STORAGE_DFS_ENDPOINT", dfs.endpoint()),
+        ("STORAGE_WRITE_PROTOCOL", "dfs".to_owned()),
         ("STORAGE_RETRY_BUDGET_SECS", "2".to_owned()),
         ("COMPACT_DELAY_SECS", delay.to_owned()),
     ]

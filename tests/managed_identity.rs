@@ -2,7 +2,8 @@
 //! through the `azure_identity` 1.x bridge, against a stand-in for the App Service identity
 //! endpoint on loopback: the token and its expiry reach the 0.21 storage client, the id and
 //! the header secret are sent, a refusal fails at once and a busy endpoint is retried; and
-//! the handler writes to a DFS server that accepts only the identity's token.
+//! the handler writes (one Put Blob per file, the default protocol) to a DFS server that
+//! accepts only the identity's token.
 
 mod support;
 
@@ -170,8 +171,9 @@ async fn a_busy_identity_endpoint_is_retried_until_the_budget_ends() {
 /// its identity endpoint set as the Functions host sets it.
 fn handler_with_identity(server: &DfsServer, client_id: &str) -> Handler {
     let endpoint = endpoint();
-    Handler::start_on_adls(
-        &server.endpoint(),
+    // The default write protocol: Put Blob on the Blob endpoint, with the bridge's token.
+    Handler::start_on_blob(
+        server,
         &[
             ("STORAGE_AUTH", "identity"),
             ("AZURE_CLIENT_ID", client_id),

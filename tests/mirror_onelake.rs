@@ -128,6 +128,7 @@ impl Rig {
             ("STORAGE_ACCOUNT_NAME", "devstoreaccount1".into()),
             ("STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.into()),
             ("STORAGE_DFS_ENDPOINT", self.lake.endpoint()),
+            ("STORAGE_WRITE_PROTOCOL", "dfs".into()),
             // The landing zone borrows the lake's limits: faults exhaust it soon.
             ("STORAGE_RETRY_BUDGET_SECS", "2".into()),
             ("MIRROR_LANDING_ZONE", self.landing_url()),

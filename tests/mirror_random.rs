@@ -513,6 +513,8 @@ impl Lake {
                 ("STORAGE_ACCOUNT_NAME", "devstoreaccount1".into()),
                 ("STORAGE_ACCOUNT_KEY", DEV_ACCOUNT_KEY.into()),
                 ("STORAGE_DFS_ENDPOINT", dfs.endpoint()),
+                // Faults hit the DFS protocol's create and rename.
+                ("STORAGE_WRITE_PROTOCOL", "dfs".into()),
                 ("STORAGE_RETRY_BUDGET_SECS", "2".into()),
             ],
         }

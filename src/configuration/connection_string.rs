@@ -92,6 +92,12 @@ impl ConnectionString {
         )))
     }
 
+    /// `BlobEndpoint` as given, if it is: where the blob write protocol puts files when no
+    /// `STORAGE_BLOB_ENDPOINT` says otherwise.
+    pub fn blob_endpoint(&self) -> Option<&str> {
+        self.blob_endpoint.as_deref()
+    }
+
     /// `AccountName`, else the first host label of the DFS or blob endpoint (the portal's
     /// SAS connection strings carry only endpoints).
     pub fn account_name(&self) -> Option<String> {

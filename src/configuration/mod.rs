@@ -30,7 +30,7 @@ pub use identity::{EntraIdentity, UserAssigned};
 pub use mirror::{LandingZone, LandingZoneUrl};
 pub use s3::{S3Settings, StaticKeys};
 pub use signing::SigningSettings;
-pub use storage::{AdlsSettings, Credential, Secret, StorageSettings};
+pub use storage::{AdlsSettings, Credential, Secret, StorageSettings, WriteProtocol};
 pub use table::{
     setting_names, Group, Key, Kind, Setting, TextDefault, Unit, DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_CONTAINER, DEFAULT_DIRECTORY, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

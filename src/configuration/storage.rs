@@ -104,6 +104,20 @@ pub struct AdlsSettings {
     pub request_timeout: Duration,
     /// Longest time spent retrying one file before the request fails with 503.
     pub retry_budget: Duration,
+    /// How change files are written (`STORAGE_WRITE_PROTOCOL`).
+    pub write: WriteProtocol,
+}
+
+/// How the sink writes a file (issue #13). Reads, listings, deletes and large spooled
+/// files go through the DFS endpoint either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteProtocol {
+    /// One conditional Put Blob (`If-None-Match: *`) on the account's Blob endpoint
+    /// (`endpoint`, ending in `/`): one request per file.
+    Blob { endpoint: String },
+    /// Create, append with flush and a rename that never replaces, on the DFS endpoint:
+    /// three requests, for networks that reach only the DFS endpoint.
+    Dfs,
 }
 
 /// How the sink authenticates.
@@ -169,6 +183,8 @@ impl AdlsSettings {
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry_budget: DEFAULT_RETRY_BUDGET,
+            // OneLake's landing zone and other bearer-token targets: DFS semantics.
+            write: WriteProtocol::Dfs,
         })
     }
 }
@@ -284,7 +300,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
     }
 
     let endpoint_override = vars.text(Key::StorageDfsEndpoint)?;
-    let (account, endpoint, credential) = match connection_string {
+    let (account, endpoint, credential, cs_blob_endpoint) = match connection_string {
         Some(given) => from_connection_string(given, account, endpoint_override.is_some())?,
         None => {
             let Some(account) = account else {
@@ -302,7 +318,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
                     "is set but no credential is: set storage_account_key, STORAGE_SAS_TOKEN or STORAGE_CONNECTION_STRING, or STORAGE_AUTH=identity for Microsoft Entra ID (managed identity)",
                 )),
             };
-            (account, None, credential)
+            (account, None, credential, None)
         }
     };
     let account_name = account.text.trim().to_owned();
@@ -314,6 +330,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         }
         None => format!("https://{account_name}.dfs.core.windows.net/"),
     };
+    let write = write_protocol(vars, &endpoint, cs_blob_endpoint)?;
 
     let (write_concurrency, request_timeout, retry_budget) = limits(vars)?;
     Ok(StorageSettings::Adls(AdlsSettings {
@@ -324,6 +341,7 @@ pub(super) fn from_vars<F: Fn(&str) -> Option<String>>(
         write_concurrency,
         request_timeout,
         retry_budget,
+        write,
     }))
 }
 
@@ -378,13 +396,46 @@ fn only_s3<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// `STORAGE_WRITE_PROTOCOL`, and for `blob` the Blob endpoint: `STORAGE_BLOB_ENDPOINT`,
+/// else the connection string's `BlobEndpoint`, else the DFS endpoint with its `.dfs.`
+/// host label as `.blob.`. A DFS endpoint of another shape (a custom domain, a local
+/// server) says nothing about the Blob endpoint: start-up stops and names the settings.
+fn write_protocol<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    dfs_endpoint: &str,
+    from_connection_string: Option<Given>,
+) -> Result<WriteProtocol, ConfigError> {
+    let given = vars
+        .text(Key::StorageBlobEndpoint)?
+        .or(from_connection_string);
+    if vars.choice(Key::StorageWriteProtocol)? == Some("dfs") {
+        return Ok(WriteProtocol::Dfs);
+    }
+    let endpoint = match given {
+        Some(given) => {
+            normalise_endpoint(&given.text).map_err(|p| ConfigError::new(given.setting, p))?
+        }
+        None if origin(dfs_endpoint).contains(".dfs.") => dfs_endpoint.replacen(".dfs.", ".blob.", 1),
+        None => {
+            return Err(ConfigError::new(
+                Key::StorageBlobEndpoint.name(),
+                format!(
+                    "is not set, and the DFS endpoint ({}) is not a *.dfs.* host, so the Blob endpoint for STORAGE_WRITE_PROTOCOL=blob (the default) is unknown: set STORAGE_BLOB_ENDPOINT to the account's Blob endpoint, or STORAGE_WRITE_PROTOCOL=dfs",
+                    origin(dfs_endpoint)
+                ),
+            ))
+        }
+    };
+    Ok(WriteProtocol::Blob { endpoint })
+}
+
 /// The account, the endpoint it implies (unless `STORAGE_DFS_ENDPOINT` overrides it) and
 /// the credential of a connection string, checked against `STORAGE_ACCOUNT_NAME` if set.
 fn from_connection_string(
     given: Given,
     account: Option<Given>,
     endpoint_overridden: bool,
-) -> Result<(Given, Option<Given>, Credential), ConfigError> {
+) -> Result<(Given, Option<Given>, Credential, Option<Given>), ConfigError> {
     let setting = given.setting;
     let refused = |problem: String| ConfigError::new(setting, problem);
     let parsed = ConnectionString::parse(&given.text).map_err(|e| refused(e.to_string()))?;
@@ -412,10 +463,14 @@ fn from_connection_string(
         (Some(named), None) => named,
         (None, None) => return Err(refused("has no AccountName".into())),
     };
+    let blob_endpoint = parsed.blob_endpoint().map(|text| Given {
+        setting,
+        text: text.to_owned(),
+    });
     let credential = parsed
         .credential
         .ok_or_else(|| refused("has neither AccountKey nor SharedAccessSignature".into()))?;
-    Ok((account, endpoint, credential))
+    Ok((account, endpoint, credential, blob_endpoint))
 }
 
 /// Catches a mangled key or SAS at start-up rather than at the first write.
@@ -535,12 +590,22 @@ mod tests {
                 "STORAGE_DFS_ENDPOINT",
                 "http://127.0.0.1:10004/devstoreaccount1",
             ),
+            (
+                "STORAGE_BLOB_ENDPOINT",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
         ]);
         assert_eq!(
             s.credential,
             Credential::Sas(Secret::new("sv=2022-11-02&ss=b&sig=abc%3D"))
         );
         assert_eq!(s.endpoint, "http://127.0.0.1:10004/devstoreaccount1/");
+        assert_eq!(
+            s.write,
+            WriteProtocol::Blob {
+                endpoint: "http://127.0.0.1:10000/devstoreaccount1/".into()
+            }
+        );
         let s = adls(&[
             ("STORAGE_ACCOUNT_NAME", "lakeacct"),
             ("STORAGE_AUTH", "Identity"),
@@ -550,6 +615,56 @@ mod tests {
         assert_eq!(s.credential, Credential::EntraId);
         assert!(s.create_filesystem);
         assert_eq!(s.write_concurrency, 8);
+    }
+
+    #[test]
+    fn files_go_through_the_blob_endpoint_unless_dfs_is_chosen() {
+        let key = [
+            ("STORAGE_ACCOUNT_NAME", "lakeacct"),
+            ("STORAGE_ACCOUNT_KEY", KEY),
+        ];
+        let blob = |endpoint: &str| WriteProtocol::Blob {
+            endpoint: endpoint.into(),
+        };
+        assert_eq!(
+            adls(&key).write,
+            blob("https://lakeacct.blob.core.windows.net/")
+        );
+        let sovereign = [
+            &key[..],
+            &[(
+                "STORAGE_DFS_ENDPOINT",
+                "https://lakeacct.dfs.core.chinacloudapi.cn",
+            )],
+        ]
+        .concat();
+        assert_eq!(
+            adls(&sovereign).write,
+            blob("https://lakeacct.blob.core.chinacloudapi.cn/")
+        );
+        let azurite = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
+        let s = adls(&[
+            ("STORAGE_CONNECTION_STRING", azurite),
+            (
+                "STORAGE_DFS_ENDPOINT",
+                "http://127.0.0.1:10004/devstoreaccount1",
+            ),
+        ]);
+        assert_eq!(s.write, blob("http://127.0.0.1:10000/devstoreaccount1/"));
+        let local = [
+            &key[..],
+            &[("STORAGE_DFS_ENDPOINT", "http://127.0.0.1:10004/lakeacct")],
+        ]
+        .concat();
+        assert_eq!(
+            error_setting(&local),
+            "STORAGE_BLOB_ENDPOINT",
+            "a local DFS endpoint says nothing about the Blob endpoint"
+        );
+        let dfs = [&local[..], &[("STORAGE_WRITE_PROTOCOL", "DFS")]].concat();
+        assert_eq!(adls(&dfs).write, WriteProtocol::Dfs);
+        let wrong = [&key[..], &[("STORAGE_WRITE_PROTOCOL", "s3")]].concat();
+        assert_eq!(error_setting(&wrong), "STORAGE_WRITE_PROTOCOL");
     }
 
     #[test]

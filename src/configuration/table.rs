@@ -310,6 +310,16 @@ settings_table! {
         kind: Kind::Text { default: TextDefault::Derived("https://<account>.dfs.core.windows.net/") },
         help: "Another endpoint: a sovereign cloud, or a local DFS server such as `http://127.0.0.1:10004/devstoreaccount1`.",
     }
+    StorageBlobEndpoint {
+        name: "STORAGE_BLOB_ENDPOINT", alias: None, group: Group::Adls,
+        kind: Kind::Text { default: TextDefault::Derived("the DFS endpoint with .dfs. as .blob., or the connection string's BlobEndpoint") },
+        help: "The same account's Blob endpoint, where `STORAGE_WRITE_PROTOCOL=blob` writes files; needed when `STORAGE_DFS_ENDPOINT` is not a `*.dfs.*` host (a local server such as `http://127.0.0.1:10000/devstoreaccount1`).",
+    }
+    StorageWriteProtocol {
+        name: "STORAGE_WRITE_PROTOCOL", alias: None, group: Group::Adls,
+        kind: Kind::Choice { options: &["blob", "dfs"], default: Some("blob") },
+        help: "How a change file is written: `blob` = one conditional Put Blob (`If-None-Match: *`) on the Blob endpoint, one request per file; `dfs` = create, append with flush and a rename that never replaces, on the DFS endpoint (three requests), for networks that reach only the DFS endpoint. Reads, listings, deletes and compaction's large files use the DFS endpoint either way.",
+    }
     StorageCreateFilesystem {
         name: "STORAGE_CREATE_FILESYSTEM", alias: None, group: Group::Adls,
         kind: Kind::Flag { default: false },

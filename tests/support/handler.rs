@@ -49,15 +49,30 @@ impl Handler {
         Handler::spawn(command, Some(lake), extra)
     }
 
-    /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings.
+    /// Starts the handler on ADLS at the DFS server `endpoint`, with `extra` settings,
+    /// writing files with the DFS protocol (create, append, rename) unless `extra` sets
+    /// `STORAGE_WRITE_PROTOCOL`: the tests that use it break those requests.
     pub fn start_on_adls(endpoint: &str, extra: &[(&str, &str)]) -> Handler {
         let unused = tempfile::tempdir().expect("dir");
         let mut settings = vec![
             ("STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
             ("STORAGE_DFS_ENDPOINT", endpoint),
+            ("STORAGE_WRITE_PROTOCOL", "dfs"),
         ];
         settings.extend_from_slice(extra);
         Handler::start(unused.path(), &settings)
+    }
+
+    /// Starts the handler on the DFS test server with the default write protocol: one Put
+    /// Blob per file on the server's Blob endpoint.
+    pub fn start_on_blob(server: &dfs_test_server::DfsServer, extra: &[(&str, &str)]) -> Handler {
+        let (dfs, blob) = (server.endpoint(), server.blob_endpoint());
+        let mut settings = vec![
+            ("STORAGE_WRITE_PROTOCOL", "blob"),
+            ("STORAGE_BLOB_ENDPOINT", blob.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        Handler::start_on_adls(&dfs, &settings)
     }
 
     /// With `lake`, records go there unless `extra` names an ADLS account.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::auth::TokenCredential;
+use azure_core::headers;
 use azure_core::prelude::{ContentLength, ContentType};
 use azure_core::{
     Context, HttpClient, Method, Policy, PolicyResult, Request, RetryOptions, TransportOptions,
@@ -94,16 +95,19 @@ pub fn identity_credential(
     })
 }
 
-/// A client for one filesystem (container) of the account, without the library's retries.
+/// A client for one filesystem (container) of the account at `endpoint` (the DFS
+/// endpoint, or the Blob endpoint for the requests of `put_blob_if_absent` and
+/// `blob_length`: both sign requests alike), without the library's retries.
 pub fn filesystem_client(
     settings: &AdlsSettings,
+    endpoint: &str,
     credentials: StorageCredentials,
     http: reqwest::Client,
     filesystem: &str,
 ) -> FileSystemClient {
     let location = CloudLocation::Custom {
         account: settings.account.clone(),
-        uri: settings.endpoint.clone(),
+        uri: endpoint.to_owned(),
     };
     let transport = Transport {
         http,
@@ -171,6 +175,34 @@ pub async fn append_and_flush(file: &FileClient, contents: &Bytes) -> azure_core
     request.set_body(contents.clone());
     file.send(&mut Context::new(), &mut request).await?;
     Ok(())
+}
+
+/// Put Blob with `If-None-Match: *`: `contents` become the block blob at `blob` (a client
+/// on the Blob endpoint) in one request, complete and at once, unless something is there
+/// (409 `BlobAlreadyExists`, or 412). Sent raw through the filesystem client's pipeline
+/// (its credentials, transport and signing, which are the Blob service's too) rather than
+/// with a second storage crate.
+pub async fn put_blob_if_absent(blob: &FileClient, contents: &Bytes) -> azure_core::Result<()> {
+    let mut request = Request::new(blob.url()?, Method::Put);
+    request.insert_header(headers::BLOB_TYPE, "BlockBlob");
+    request.insert_header(headers::IF_NONE_MATCH, "*");
+    // Put Blob takes up to 5000 MiB; change files are far below i32::MAX.
+    let length = i32::try_from(contents.len()).unwrap_or(i32::MAX);
+    request.insert_headers(&ContentLength::new(length));
+    request.insert_headers(&ContentType::new("application/octet-stream"));
+    request.set_body(contents.clone());
+    blob.send(&mut Context::new(), &mut request).await?;
+    Ok(())
+}
+
+/// Get Blob Properties (`HEAD`) on the Blob endpoint: the blob's length.
+pub async fn blob_length(blob: &FileClient) -> azure_core::Result<Option<u64>> {
+    let mut request = Request::new(blob.url()?, Method::Head);
+    let response = blob.send(&mut Context::new(), &mut request).await?;
+    Ok(response
+        .headers()
+        .get_optional_str(&headers::CONTENT_LENGTH)
+        .and_then(|length| length.parse().ok()))
 }
 
 /// One page of a List Paths on the filesystem: its entries and the continuation token for

@@ -35,7 +35,7 @@ pub(super) fn describe(
     };
     let code = code.unwrap_or("no error code");
     let hint = match (status, code) {
-        (404, "FilesystemNotFound") => format!(
+        (404, "FilesystemNotFound" | "ContainerNotFound") => format!(
             "filesystem {:?} does not exist in account {}: create it, or set STORAGE_CREATE_FILESYSTEM=true",
             filesystem, settings.account
         ),
@@ -100,6 +100,7 @@ mod tests {
             write_concurrency: 1,
             request_timeout: std::time::Duration::from_secs(1),
             retry_budget: std::time::Duration::from_secs(1),
+            write: crate::configuration::WriteProtocol::Dfs,
         }
     }
 

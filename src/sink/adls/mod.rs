@@ -1,7 +1,12 @@
-//! The ADLS Gen2 sink: records land in a filesystem (container) of a storage account
-//! through the DFS endpoint.
+//! The ADLS Gen2 sink: records land in a filesystem (container) of a storage account.
+//! Reads, listings and deletes go through the DFS endpoint; files are written one of two
+//! ways (`STORAGE_WRITE_PROTOCOL`).
 //!
-//! The service makes a created file visible at once, empty, and fills it as data is
+//! `blob` (the default): one Put Blob with `If-None-Match: *` on the account's Blob
+//! endpoint, which makes the whole file visible at once or refuses a path that is taken
+//! (`blob`).
+//!
+//! `dfs`: the service makes a created file visible at once, empty, and fills it as data is
 //! appended and flushed; a process that dies in between leaves an empty or short file, and
 //! a retry that sees "already exists" would skip it. So each file is written in full under
 //! a hidden temporary name (`<directory>/_tmp/<name>.<random>`; lake readers skip names
@@ -15,9 +20,10 @@
 //! timeout, a reset connection, a 5xx), the final path is looked at before the write is
 //! called failed: the rename may have happened with its answer lost.
 //!
-//! Files spooled to local disk (compaction's parts) follow the same protocol a chunk at a
-//! time, each request retried on its own (`spooled`).
+//! Files spooled to local disk (compaction's parts) follow the DFS protocol a chunk at a
+//! time, each request retried on its own (`spooled`), whichever protocol is set.
 
+mod blob;
 mod client;
 mod diagnosis;
 mod files;
@@ -40,7 +46,7 @@ pub use self::client::{identity_credential, ClientError};
 use self::retry::{is_transient, status_and_code, Retries};
 pub use self::spooled::APPEND_CHUNK;
 use super::{LakeFile, ListPages, Sink, SinkError, Stored};
-use crate::configuration::AdlsSettings;
+use crate::configuration::{AdlsSettings, WriteProtocol};
 use crate::domain::{lake_path, LakePath, Segment};
 
 /// The hidden folder for files being written, inside the configured directory.
@@ -57,6 +63,9 @@ pub struct AdlsSink {
 
 struct Inner {
     filesystem: FileSystemClient,
+    /// The filesystem on the Blob endpoint when files are written with Put Blob
+    /// (`STORAGE_WRITE_PROTOCOL=blob`); `None` writes them through `filesystem`.
+    blob: Option<FileSystemClient>,
     filesystem_name: String,
     settings: AdlsSettings,
     /// `<directory>/_tmp`.
@@ -144,7 +153,18 @@ impl AdlsSink {
         filesystem: &str,
         directory: &[Segment],
     ) -> AdlsSink {
-        let client = client::filesystem_client(settings, credentials, http, filesystem);
+        let blob = match &settings.write {
+            WriteProtocol::Blob { endpoint } => Some(client::filesystem_client(
+                settings,
+                endpoint,
+                credentials.clone(),
+                http.clone(),
+                filesystem,
+            )),
+            WriteProtocol::Dfs => None,
+        };
+        let client =
+            client::filesystem_client(settings, &settings.endpoint, credentials, http, filesystem);
         let mut temp_folder = lake_path::join(directory);
         if !temp_folder.is_empty() {
             temp_folder.push('/');
@@ -153,6 +173,7 @@ impl AdlsSink {
         AdlsSink {
             inner: Arc::new(Inner {
                 filesystem: client,
+                blob,
                 filesystem_name: filesystem.to_owned(),
                 settings: settings.clone(),
                 temp_folder,
@@ -164,8 +185,11 @@ impl AdlsSink {
 
     /// Stages files in `<directory>/<folder>` instead of `_tmp`: the mirror's landing zone
     /// uses `_scratchPad`, the staging folder Fabric reserves and never reads as a table.
+    /// Such a sink writes through the DFS endpoint whatever its settings say: OneLake's
+    /// landing zone is documented for DFS writes, not Put Blob.
     pub fn with_staging_folder(mut self, folder: &str) -> AdlsSink {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.blob = None;
             if let Some(base) = inner.temp_folder.strip_suffix(TEMP_FOLDER) {
                 inner.temp_folder = format!("{base}{folder}");
             }
@@ -233,7 +257,7 @@ impl Sink for AdlsSink {
     async fn probe(&self) -> Result<(), SinkError> {
         let inner = &self.inner;
         let Err(error) = inner.filesystem.get_properties().await else {
-            return Ok(());
+            return inner.probe_blob_endpoint().await;
         };
         let failure = Failure::of("checking filesystem")(error);
         let missing = failure.code() == Some("FilesystemNotFound");
@@ -246,6 +270,35 @@ impl Sink for AdlsSink {
 }
 
 impl Inner {
+    /// With the blob protocol, one Get Blob Properties on the Blob endpoint (a name in the
+    /// hidden temporary folder, which is never a blob): a 404 shows the endpoint reachable
+    /// and the credential accepted there, before the first change event needs it.
+    async fn probe_blob_endpoint(&self) -> Result<(), SinkError> {
+        let Some(blob) = &self.blob else {
+            return Ok(());
+        };
+        let probe = blob.get_file_client(format!("{}/probe", self.temp_folder));
+        let error = match client::blob_length(&probe).await {
+            Ok(_) => return Ok(()),
+            Err(error) if status_and_code(&error).map(|(status, _)| status) == Some(404) => {
+                return Ok(())
+            }
+            Err(error) => error,
+        };
+        let retryable = is_transient(&error);
+        let mut refused = self.give_up(
+            &Failure::of("checking the Blob endpoint")(error),
+            &self.filesystem_name,
+            retryable,
+        );
+        if let (true, SinkError::Storage { detail, .. }) = (retryable, &mut refused) {
+            detail.push_str(
+                " (STORAGE_WRITE_PROTOCOL=blob writes there: if only the DFS endpoint is reachable, set STORAGE_WRITE_PROTOCOL=dfs)",
+            );
+        }
+        Err(refused)
+    }
+
     /// Stores one file: retries transient failures until `retry_until`, and gives up at
     /// `deadline` whatever it is doing (waiting for a permit, or an attempt started just
     /// before the retries ended). Giving up mid-attempt is safe: the final path only ever
@@ -264,28 +317,55 @@ impl Inner {
         }
     }
 
+    /// Stores one file with the configured protocol: a Put Blob per attempt (`blob`), or
+    /// a temporary file renamed into place (`attempt`).
     async fn store_with_retries(
         &self,
         file: LakeFile,
         path: &str,
         retry_until: Instant,
     ) -> Result<Stored, SinkError> {
+        let contents = Bytes::from(file.contents);
+        if let Some(blob) = &self.blob {
+            let put = blob::PutOnce::new(blob.get_file_client(path), &contents);
+            return self.attempts(path, retry_until, || put.attempt()).await;
+        }
         let folder = lake_path::join(file.path.parent_segments());
         let name = file.path.file_name().as_str();
-        let contents = Bytes::from(file.contents);
+        self.attempts(path, retry_until, || {
+            self.attempt(path, &folder, name, &contents)
+        })
+        .await
+    }
+
+    /// Runs whole attempts at storing the file at `path` until one succeeds, one fails for
+    /// good, or `retry_until` passes; creates a missing filesystem on the way when
+    /// `STORAGE_CREATE_FILESYSTEM` says so.
+    async fn attempts<F, Fut>(
+        &self,
+        path: &str,
+        retry_until: Instant,
+        mut attempt: F,
+    ) -> Result<Stored, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Stored, Failure>>,
+    {
         let mut retries = Retries::until(retry_until);
         loop {
             let failure = {
                 // Held for one attempt, not across the waits between attempts. The
                 // semaphore is never closed, so a permit always comes.
                 let _permit = self.permits.acquire().await;
-                match self.attempt(path, &folder, name, &contents).await {
+                match attempt().await {
                     Ok(stored) => return Ok(stored),
                     Err(failure) => failure,
                 }
             };
-            let retry = if failure.code() == Some("FilesystemNotFound")
-                && self.settings.create_filesystem
+            let retry = if matches!(
+                failure.code(),
+                Some("FilesystemNotFound" | "ContainerNotFound")
+            ) && self.settings.create_filesystem
             {
                 self.create_filesystem().await
             } else {

@@ -340,8 +340,12 @@ fn sas_permissions(op: OpKind) -> &'static [char] {
         OpKind::CreateFilesystem
         | OpKind::CreateFile
         | OpKind::CreateDirectory
-        | OpKind::Rename => &['c', 'w'],
-        OpKind::GetFilesystemProperties | OpKind::GetProperties | OpKind::Read => &['r'],
+        | OpKind::Rename
+        | OpKind::PutBlob => &['c', 'w'],
+        OpKind::GetFilesystemProperties
+        | OpKind::GetProperties
+        | OpKind::GetBlobProperties
+        | OpKind::Read => &['r'],
         OpKind::SetFilesystemProperties | OpKind::SetProperties | OpKind::Flush => &['w'],
         OpKind::Append => &['a', 'w'],
         OpKind::DeleteFilesystem | OpKind::Delete => &['d'],

@@ -23,6 +23,7 @@
 //! Deviations from the real service are listed in the crate's README.md.
 
 mod auth;
+mod blob;
 mod error;
 mod faults;
 mod ops;
@@ -87,13 +88,17 @@ pub enum OpKind {
     Read,
     /// `DELETE /<fs>/<path>`
     Delete,
+    /// Blob endpoint: `PUT /<container>/<path>` with `x-ms-blob-type: BlockBlob` (Put Blob).
+    PutBlob,
+    /// Blob endpoint: `HEAD /<container>/<path>` (Get Blob Properties).
+    GetBlobProperties,
     /// Anything else (answered with an error).
     Unsupported,
 }
 
 impl OpKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 16] = [
+    pub const ALL: [OpKind; 18] = [
         OpKind::ListFilesystems,
         OpKind::CreateFilesystem,
         OpKind::GetFilesystemProperties,
@@ -109,6 +114,8 @@ impl OpKind {
         OpKind::GetProperties,
         OpKind::Read,
         OpKind::Delete,
+        OpKind::PutBlob,
+        OpKind::GetBlobProperties,
         OpKind::Unsupported,
     ];
 
@@ -139,6 +146,7 @@ impl OpKind {
                 | OpKind::Rename
                 | OpKind::SetProperties
                 | OpKind::Delete
+                | OpKind::PutBlob
         )
     }
 }
@@ -243,6 +251,16 @@ impl Shared {
         self.crashed.store(true, Ordering::SeqCst);
         self.crash_tx.send_modify(|g| *g += 1);
     }
+}
+
+/// Which of the account's endpoints a listener serves: the DFS endpoint
+/// (`<account>.dfs.core.windows.net`) or the Blob endpoint (`<account>.blob.core.windows.net`).
+/// Both share one namespace, as on an account with a hierarchical namespace: a blob put
+/// through one is a file through the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Service {
+    Dfs,
+    Blob,
 }
 
 /// Configures and starts a [`DfsServer`].
@@ -350,11 +368,25 @@ impl DfsServerBuilder {
         let (shared, bind) = self.shared()?;
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
+        let blob_listener = tokio::net::TcpListener::bind(blob_bind(addr)).await?;
+        let blob_addr = blob_listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(server::accept_loop(listener, shared.clone(), shutdown_rx));
+        tokio::spawn(server::accept_loop(
+            listener,
+            shared.clone(),
+            shutdown_rx.clone(),
+            Service::Dfs,
+        ));
+        tokio::spawn(server::accept_loop(
+            blob_listener,
+            shared.clone(),
+            shutdown_rx,
+            Service::Blob,
+        ));
         Ok(DfsServer {
             shared,
             addr,
+            blob_addr,
             shutdown,
         })
     }
@@ -367,6 +399,9 @@ impl DfsServerBuilder {
         let std_listener = std::net::TcpListener::bind(bind)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let std_blob_listener = std::net::TcpListener::bind(blob_bind(addr))?;
+        std_blob_listener.set_nonblocking(true)?;
+        let blob_addr = std_blob_listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -378,29 +413,54 @@ impl DfsServerBuilder {
             .name("dfs-test-server".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                    let listeners =
+                        tokio::net::TcpListener::from_std(std_listener).and_then(|dfs| {
+                            Ok((dfs, tokio::net::TcpListener::from_std(std_blob_listener)?))
+                        });
+                    let (listener, blob_listener) = match listeners {
                         Ok(l) => l,
                         Err(e) => {
                             eprintln!("dfs-test-server: {e}");
                             return;
                         }
                     };
-                    server::accept_loop(listener, thread_shared, shutdown_rx).await;
+                    tokio::join!(
+                        server::accept_loop(
+                            listener,
+                            thread_shared.clone(),
+                            shutdown_rx.clone(),
+                            Service::Dfs
+                        ),
+                        server::accept_loop(
+                            blob_listener,
+                            thread_shared,
+                            shutdown_rx,
+                            Service::Blob
+                        ),
+                    );
                 });
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(DfsServer {
             shared,
             addr,
+            blob_addr,
             shutdown,
         })
     }
+}
+
+/// The Blob endpoint listens on the DFS endpoint's address with a port of its own
+/// (ephemeral), as the service has a host of its own for each.
+fn blob_bind(dfs: SocketAddr) -> SocketAddr {
+    SocketAddr::new(dfs.ip(), 0)
 }
 
 /// A running server. Dropping it stops it (listener and open connections closed).
 pub struct DfsServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    blob_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
 }
 
@@ -422,6 +482,12 @@ impl DfsServer {
     /// `CloudLocation::Custom { uri, .. }` needs for the client's URL joins to keep the account.
     pub fn endpoint(&self) -> String {
         format!("http://{}/{}/", self.addr, self.shared.account.name)
+    }
+
+    /// The same account's Blob endpoint, `http://127.0.0.1:<other port>/<account>/`: Put
+    /// Blob and Get Blob Properties, on the namespace the DFS endpoint serves.
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://{}/{}/", self.blob_addr, self.shared.account.name)
     }
 
     pub fn port(&self) -> u16 {

@@ -41,6 +41,10 @@ async fn main() {
         "dfs-test-server: ADLS Gen2 (DFS) endpoint {}",
         server.endpoint()
     );
+    println!(
+        "  Blob endpoint {} (Put Blob, Get Blob Properties)",
+        server.blob_endpoint()
+    );
     println!("  account {DEV_ACCOUNT}, key {DEV_ACCOUNT_KEY}");
     println!(
         "  STORAGE_DFS_ENDPOINT=http://{}/{DEV_ACCOUNT}",

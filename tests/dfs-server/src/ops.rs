@@ -8,7 +8,7 @@ use crate::store::{
     Store,
 };
 use crate::util::{filetime, http_date, iso8601_ticks, parse_http_date, percent_decode_path};
-use crate::{OpKind, Shared, DEFAULT_VERSION};
+use crate::{OpKind, Service, Shared, DEFAULT_VERSION};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HeaderMap;
@@ -69,7 +69,7 @@ impl Ctx {
         b
     }
 
-    fn empty(&self, status: u16, headers: Vec<(&'static str, String)>) -> Resp {
+    pub(crate) fn empty(&self, status: u16, headers: Vec<(&'static str, String)>) -> Resp {
         let mut b = self.builder(status);
         let mut has_len = false;
         for (n, v) in headers {
@@ -128,7 +128,7 @@ impl Ctx {
 }
 
 #[derive(Debug)]
-enum Target {
+pub(crate) enum Target {
     Account,
     Filesystem(String),
     Path(String, String),
@@ -140,14 +140,15 @@ struct RenameSource {
     sas: Option<Vec<(String, String)>>,
 }
 
-struct Req {
+pub(crate) struct Req {
     method: Method,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     query: Vec<(String, String)>,
-    body: Bytes,
-    target: Target,
+    pub(crate) body: Bytes,
+    pub(crate) target: Target,
     op: OpKind,
     source: Option<RenameSource>,
+    service: Service,
 }
 
 impl Req {
@@ -155,7 +156,7 @@ impl Req {
         query_get(&self.query, name)
     }
 
-    fn h(&self, name: &str) -> Option<&str> {
+    pub(crate) fn h(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -220,7 +221,11 @@ fn classify(
     target: &Target,
     q: &[(String, String)],
     headers: &HeaderMap,
+    service: Service,
 ) -> OpKind {
+    if service == Service::Blob {
+        return crate::blob::classify(method, target, headers);
+    }
     let is =
         |name: &str, value: &str| query_get(q, name).is_some_and(|v| v.eq_ignore_ascii_case(value));
     match target {
@@ -365,6 +370,7 @@ pub(crate) async fn serve(
     body: Bytes,
     peer: SocketAddr,
     kill: Arc<Notify>,
+    service: Service,
 ) -> Resp {
     let ctx = Ctx::new(&shared, &parts);
     let query: Vec<(String, String)> =
@@ -379,7 +385,7 @@ pub(crate) async fn serve(
             return ctx.error(e);
         }
     };
-    let op = classify(&parts.method, &target, &query, &parts.headers);
+    let op = classify(&parts.method, &target, &query, &parts.headers, service);
     shared.counters.op(op);
     record(&shared, &parts, body.len(), op);
 
@@ -444,6 +450,7 @@ pub(crate) async fn serve(
         target,
         op,
         source,
+        service,
     };
 
     let fault = {
@@ -522,6 +529,9 @@ fn execute(shared: &Shared, ctx: &Ctx, r: &Req) -> Resp {
         OpKind::GetProperties => get_properties(&store, ctx, r),
         OpKind::Read => read(&store, ctx, r),
         OpKind::Delete => delete(&mut store, ctx, r),
+        OpKind::PutBlob => crate::blob::put(&mut store, ctx, r, now),
+        OpKind::GetBlobProperties => crate::blob::properties(&store, ctx, r),
+        OpKind::Unsupported if r.service == Service::Blob => Err(crate::blob::unsupported(r)),
         OpKind::Unsupported => Err(unsupported(r)),
     };
     result.unwrap_or_else(|e| ctx.error(e))
@@ -529,14 +539,14 @@ fn execute(shared: &Shared, ctx: &Ctx, r: &Req) -> Resp {
 
 // ---- conditions -------------------------------------------------------------------------
 
-struct Conditions {
+pub(crate) struct Conditions {
     if_match: Option<String>,
     if_none_match: Option<String>,
     if_modified_since: Option<SystemTime>,
     if_unmodified_since: Option<SystemTime>,
 }
 
-enum CondFail {
+pub(crate) enum CondFail {
     /// `If-None-Match: *` on an existing path.
     Exists,
     NotMet,
@@ -544,7 +554,7 @@ enum CondFail {
 }
 
 impl Conditions {
-    fn from(h: &HeaderMap, prefix: &str) -> Self {
+    pub(crate) fn from(h: &HeaderMap, prefix: &str) -> Self {
         let get = |n: &str| {
             h.get(format!("{prefix}{n}").as_str())
                 .and_then(|v| v.to_str().ok())
@@ -559,7 +569,11 @@ impl Conditions {
     }
 
     /// `node` is the current (etag, last modified), if the path exists.
-    fn check(&self, node: Option<(u64, SystemTime)>, read: bool) -> Result<(), CondFail> {
+    pub(crate) fn check(
+        &self,
+        node: Option<(u64, SystemTime)>,
+        read: bool,
+    ) -> Result<(), CondFail> {
         let secs = |t: SystemTime| {
             t.duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -633,14 +647,14 @@ fn check_update(r: &Req, node: Option<(u64, SystemTime)>) -> Result<(), ApiError
 
 // ---- filesystems ------------------------------------------------------------------------
 
-fn fs_name(r: &Req) -> &str {
+pub(crate) fn fs_name(r: &Req) -> &str {
     match &r.target {
         Target::Filesystem(fs) | Target::Path(fs, _) => fs,
         Target::Account => "",
     }
 }
 
-fn path_name(r: &Req) -> &str {
+pub(crate) fn path_name(r: &Req) -> &str {
     match &r.target {
         Target::Path(_, p) => p,
         _ => "",
@@ -894,7 +908,7 @@ fn node_headers(n: &Node, with_length: bool) -> Vec<(&'static str, String)> {
     h
 }
 
-fn content_type(n: &Node) -> &str {
+pub(crate) fn content_type(n: &Node) -> &str {
     match (&n.content_type, n.kind) {
         (Some(t), _) => t,
         (None, PathKind::File) => "application/octet-stream",
@@ -923,15 +937,7 @@ fn create_path(
     if existing.is_some_and(|n| n.kind != kind) {
         return Err(ApiError::path_conflict());
     }
-    match f.ancestors(path) {
-        Ancestors::Present => {}
-        Ancestors::File(_) => return Err(ApiError::path_conflict()),
-        Ancestors::Missing(missing) => {
-            for p in missing {
-                f.paths.insert(p, Node::new(PathKind::Directory, etag, now));
-            }
-        }
-    }
+    make_ancestors(f, path, etag, now)?;
     let n = f
         .paths
         .entry(path.to_owned())
@@ -953,6 +959,26 @@ fn create_path(
             ("x-ms-request-server-encrypted", "true".into()),
         ],
     ))
+}
+
+/// Makes the missing folders above `path`, as a create does; a file among them is 409
+/// `PathConflict`.
+pub(crate) fn make_ancestors(
+    f: &mut Filesystem,
+    path: &str,
+    etag: u64,
+    now: SystemTime,
+) -> Result<(), ApiError> {
+    match f.ancestors(path) {
+        Ancestors::Present => Ok(()),
+        Ancestors::File(_) => Err(ApiError::path_conflict()),
+        Ancestors::Missing(missing) => {
+            for p in missing {
+                f.paths.insert(p, Node::new(PathKind::Directory, etag, now));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn file_mut<'a>(store: &'a mut Store, r: &Req) -> Result<&'a mut Node, ApiError> {
@@ -1165,7 +1191,7 @@ fn find<'a>(store: &'a Store, r: &Req) -> Result<&'a Node, ApiError> {
 }
 
 /// Read conditions: `Ok(Some(resp))` is a 304 to send.
-fn check_read(ctx: &Ctx, r: &Req, n: &Node) -> Result<Option<Resp>, ApiError> {
+pub(crate) fn check_read(ctx: &Ctx, r: &Req, n: &Node) -> Result<Option<Resp>, ApiError> {
     match Conditions::from(&r.headers, "").check(Some((n.etag, n.modified)), true) {
         Ok(()) => Ok(None),
         Err(CondFail::NotModified) => Ok(Some(ctx.empty(

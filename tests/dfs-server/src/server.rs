@@ -2,7 +2,7 @@
 //! request to close its own connection without answering.
 
 use crate::ops::{self, die, Resp};
-use crate::Shared;
+use crate::{Service, Shared};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -21,6 +21,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    service: Service,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -50,6 +51,7 @@ pub(crate) async fn accept_loop(
             peer,
             shared.clone(),
             shutdown.clone(),
+            service,
         ));
     }
 }
@@ -59,6 +61,7 @@ async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    service: Service,
 ) {
     let kill = Arc::new(Notify::new());
     let mut crash = shared.crash_tx.subscribe();
@@ -68,7 +71,7 @@ async fn serve_connection(
         service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
             let kill = kill.clone();
-            async move { Ok::<_, Infallible>(handle(shared, req, kill, peer).await) }
+            async move { Ok::<_, Infallible>(handle(shared, req, kill, peer, service).await) }
         })
     };
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
@@ -94,6 +97,7 @@ async fn handle(
     req: Request<Incoming>,
     kill: Arc<Notify>,
     peer: SocketAddr,
+    service: Service,
 ) -> Resp {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     if shared.crashed.load(Ordering::SeqCst) {
@@ -104,5 +108,5 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return die(&kill).await,
     };
-    ops::serve(shared, parts, body, peer, kill).await
+    ops::serve(shared, parts, body, peer, kill, service).await
 }

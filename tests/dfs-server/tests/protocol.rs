@@ -750,3 +750,80 @@ async fn auth_choices() {
         .unwrap();
     expect(r, 400, "InvalidAuthenticationInfo").await;
 }
+
+/// The Blob endpoint: Put Blob writes a whole file once (`If-None-Match: *`), Get Blob
+/// Properties answers its length, and the DFS endpoint sees the same file.
+#[tokio::test]
+async fn the_blob_endpoint_puts_and_describes_blobs_in_the_same_namespace() {
+    let t = T::new().await;
+    let blob = |path: &str| format!("{}{path}?{}", t.server.blob_endpoint(), t.sas);
+    let put = |path: &str, body: &'static str| {
+        t.http
+            .put(blob(path))
+            .header("x-ms-blob-type", "BlockBlob")
+            .header("if-none-match", "*")
+            .body(body)
+    };
+    let r = put("lake/a/b/c.json", "{\"a\":1}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The parent folders exist, as on a hierarchical-namespace account.
+    assert_eq!(t.server.kind("lake", "a/b"), Some(PathKind::Directory));
+    expect(
+        put("lake/a/b/c.json", "{\"other\":2}")
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "BlobAlreadyExists",
+    )
+    .await;
+    assert_eq!(
+        t.server.read_string("lake", "a/b/c.json").as_deref(),
+        Some("{\"a\":1}")
+    );
+    let r = t.send(Method::GET, "lake/a/b/c.json", "").await;
+    assert_eq!(r.text().await.unwrap(), "{\"a\":1}", "read through DFS");
+
+    let r = t.http.head(blob("lake/a/b/c.json")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], "7");
+    assert_eq!(r.headers()["x-ms-blob-type"], "BlockBlob");
+    expect(
+        t.http.head(blob("lake/a/none.json")).send().await.unwrap(),
+        404,
+        "BlobNotFound",
+    )
+    .await;
+    expect(
+        put("nolake/x.json", "{}").send().await.unwrap(),
+        404,
+        "ContainerNotFound",
+    )
+    .await;
+    // Only those two operations: a DFS request on the Blob endpoint is refused.
+    let r = t
+        .http
+        .put(format!("{}&resource=file", blob("lake/d.json")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 501);
+    let stats = t.server.stats();
+    assert_eq!(stats.op(dfs_test_server::OpKind::PutBlob), 3);
+    assert_eq!(stats.op(dfs_test_server::OpKind::GetBlobProperties), 2);
+
+    // A SAS without write permission is refused on the Blob endpoint too.
+    let read_only = t.server.account_sas("rl");
+    let r = t
+        .http
+        .put(format!(
+            "{}lake/e.json?{read_only}",
+            t.server.blob_endpoint()
+        ))
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}

@@ -1,0 +1,94 @@
+//! The one-request write (`STORAGE_WRITE_PROTOCOL=blob`): a Put Blob with `If-None-Match:
+//! *` on the account's Blob endpoint. The service makes a Put Blob's contents visible
+//! all at once, so no temporary name or rename is needed, and the condition keeps the
+//! first file at a path: 409 `BlobAlreadyExists` (or 412) means the same event was stored
+//! before (names and contents are deterministic).
+//!
+//! A Put Blob whose answer was lost (no answer, or a 500/502/504: the write may have
+//! happened) makes the next attempt's 409 ambiguous: this write, or an earlier one? A Get
+//! Blob Properties settles it: a blob of the expected length is this write, stored.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use azure_storage_datalake::clients::FileClient;
+use bytes::Bytes;
+
+use super::client;
+use super::retry::status_and_code;
+use super::Failure;
+use crate::sink::Stored;
+
+/// The attempts at putting one file: its blob, its contents, and whether an earlier
+/// attempt's answer was lost.
+pub(super) struct PutOnce<'a> {
+    blob: FileClient,
+    contents: &'a Bytes,
+    answer_lost: AtomicBool,
+}
+
+impl<'a> PutOnce<'a> {
+    pub(super) fn new(blob: FileClient, contents: &'a Bytes) -> PutOnce<'a> {
+        PutOnce {
+            blob,
+            contents,
+            answer_lost: AtomicBool::new(false),
+        }
+    }
+
+    /// One Put Blob. A path already taken is success: `Written` when an earlier attempt
+    /// of this call may have written it and the blob has this file's length, otherwise
+    /// `AlreadyPresent`.
+    pub(super) async fn attempt(&self) -> Result<Stored, Failure> {
+        let error = match client::put_blob_if_absent(&self.blob, self.contents).await {
+            Ok(()) => return Ok(Stored::Written),
+            Err(error) => error,
+        };
+        match status_and_code(&error) {
+            Some((409, Some("BlobAlreadyExists")) | (412, _)) => Ok(self.taken().await),
+            answer => {
+                if answer_may_be_lost(answer.map(|(status, _)| status)) {
+                    self.answer_lost.store(true, Ordering::Relaxed);
+                }
+                Err(Failure::of("writing")(error))
+            }
+        }
+    }
+
+    /// Whose file is at the path: this call's (an earlier answer was lost and the length
+    /// matches) or an earlier store's.
+    async fn taken(&self) -> Stored {
+        if !self.answer_lost.load(Ordering::Relaxed) {
+            return Stored::AlreadyPresent;
+        }
+        let expected = self.contents.len() as u64;
+        match client::blob_length(&self.blob).await {
+            Ok(Some(length)) if length == expected => Stored::Written,
+            // Another length, or no answer: a file is there either way, and files at one
+            // path are the same event's.
+            _ => Stored::AlreadyPresent,
+        }
+    }
+}
+
+/// Whether a failed Put Blob may have been carried out: no answer at all, or a server
+/// error that can come after the write (not a refusal, throttling or 503 before it).
+fn answer_may_be_lost(status: Option<u16>) -> bool {
+    matches!(status, None | Some(408 | 500 | 502 | 504))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_may_be_lost;
+
+    #[test]
+    fn only_a_missing_answer_or_a_late_server_error_may_hide_a_write() {
+        assert!(answer_may_be_lost(None));
+        assert!(answer_may_be_lost(Some(500)));
+        assert!(answer_may_be_lost(Some(504)));
+        assert!(
+            !answer_may_be_lost(Some(503)),
+            "busy: refused before writing"
+        );
+        assert!(!answer_may_be_lost(Some(403)));
+    }
+}
