@@ -5,14 +5,11 @@
 //! time the caller has left. Retrying whole attempts here (fresh temporary name each time)
 //! keeps every retry safe and the total bounded by one budget.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use azure_core::error::ErrorKind;
 
-const FIRST_DELAY: Duration = Duration::from_millis(100);
-const MAX_DELAY: Duration = Duration::from_secs(5);
+use crate::sink::backoff::Backoff;
 
 /// Whether a failed storage request may succeed if sent again.
 pub(super) fn is_transient(error: &azure_core::Error) -> bool {
@@ -64,31 +61,6 @@ pub(super) fn status_and_code(error: &azure_core::Error) -> Option<(u16, Option<
     }
 }
 
-/// Exponential backoff with full jitter, bounded by a deadline.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    deadline: Instant,
-    ceiling: Duration,
-}
-
-impl Backoff {
-    /// Retries end at `deadline`.
-    pub(super) fn until(deadline: Instant) -> Backoff {
-        Backoff {
-            deadline,
-            ceiling: FIRST_DELAY,
-        }
-    }
-
-    /// How long to wait before the next attempt, or `None` when the budget would be
-    /// exceeded. Jitter spreads the retries of many writers hit by the same outage.
-    pub(super) fn next_delay(&mut self) -> Option<Duration> {
-        let delay = self.ceiling.mul_f64(0.5 + 0.5 * random_fraction());
-        self.ceiling = (self.ceiling * 2).min(MAX_DELAY);
-        (Instant::now() + delay < self.deadline).then_some(delay)
-    }
-}
-
 /// The retries of one operation: waits within its budget, and a `warn` line for each
 /// retry, the same for writes, listings, reads and deletes.
 #[derive(Debug)]
@@ -129,15 +101,6 @@ impl Retries {
         crate::sink::retry_count::count_retry();
         tokio::time::sleep(delay).await;
         true
-    }
-}
-
-/// A number in [0, 1) from the OS's random source (0.5 if it is unavailable).
-fn random_fraction() -> f64 {
-    let mut bytes = [0u8; 4];
-    match getrandom::getrandom(&mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
-        Err(_) => 0.5,
     }
 }
 
@@ -222,23 +185,6 @@ mod tests {
                 "AuthorizationPermissionMismatch"
             )),
             Some((403, Some("AuthorizationPermissionMismatch")))
-        );
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_respects_the_budget() {
-        let mut backoff = Backoff::until(Instant::now() + Duration::from_secs(60));
-        let delays: Vec<Duration> = (0..8).filter_map(|_| backoff.next_delay()).collect();
-        assert_eq!(delays.len(), 8);
-        for (n, delay) in delays.iter().enumerate() {
-            let ceiling = (FIRST_DELAY * 2u32.pow(n as u32)).min(MAX_DELAY);
-            assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{n}: {delay:?}");
-        }
-        let mut short = Backoff::until(Instant::now() + Duration::from_millis(10));
-        assert_eq!(
-            short.next_delay(),
-            None,
-            "a 50 ms wait exceeds a 10 ms budget"
         );
     }
 }
