@@ -15,7 +15,7 @@ use mongo_lake_ingest::sink::{LakeFile, Sink, SinkError, Stored};
 mod support;
 
 use support::adls::{
-    bearer_server, bearer_sink, blob_settings, directory, file, key,
+    bearer_server, bearer_sink, blob_settings, directory, file, key, rival_in_place,
     server_with_container as server, settings, sink, FILESYSTEM,
 };
 use support::handler::Handler;
@@ -110,7 +110,7 @@ async fn redelivery_is_already_present_and_never_replaces_the_file() {
 }
 
 #[tokio::test]
-async fn a_lost_answer_is_settled_by_the_blob_length() {
+async fn a_lost_answer_is_settled_by_reading_the_file_back() {
     let server = server().await;
     let sink = sink(&blob_settings(&server, key()));
     // The first Put Blob lands and its connection is closed before the answer.
@@ -123,9 +123,9 @@ async fn a_lost_answer_is_settled_by_the_blob_length() {
     let stats = server.stats();
     assert_eq!(stats.op(OpKind::PutBlob), 2, "{stats:?}");
     assert_eq!(
-        stats.op(OpKind::GetBlobProperties),
+        stats.op(OpKind::Read),
         1,
-        "the retry's 409 is checked: {stats:?}"
+        "the retry's 409 is checked by reading the file back: {stats:?}"
     );
     assert_exactly(&server, &files);
 
@@ -137,8 +137,21 @@ async fn a_lost_answer_is_settled_by_the_blob_length() {
     let more = vec![file("lost", 8)];
     let results = sink.store_all(more.clone()).await;
     assert_eq!(count(&results, Stored::Written), 1, "{results:?}");
-    assert_eq!(server.stats().op(OpKind::GetBlobProperties), 0);
+    assert_eq!(server.stats().op(OpKind::Read), 0);
     assert_exactly(&server, &[files, more].concat());
+}
+
+/// A lost answer over another writer's file of the same length (a compaction claim a rival
+/// pass took): its bytes differ, so `AlreadyPresent`, never `Written`, and it stays.
+#[tokio::test]
+async fn a_lost_answer_over_another_writers_file_is_already_present() {
+    let server = server().await;
+    let sink = sink(&blob_settings(&server, key()));
+    let mine = file("claims", 1);
+    let rival = rival_in_place(&server, &mine, OpKind::PutBlob);
+    let results = sink.store_all(vec![mine]).await;
+    assert_eq!(count(&results, Stored::AlreadyPresent), 1, "{results:?}");
+    assert_exactly(&server, &[rival]);
 }
 
 #[tokio::test]

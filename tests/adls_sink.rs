@@ -13,8 +13,8 @@ use mongo_lake_ingest::sink::{LakeFile, Sink, SinkError, Stored};
 mod support;
 
 use support::adls::{
-    bearer_server, bearer_sink, blob_settings, file, key, server_with_container as server,
-    settings, sink, wrong_key, FILESYSTEM,
+    bearer_server, bearer_sink, blob_settings, file, key, rival_in_place,
+    server_with_container as server, settings, sink, wrong_key, FILESYSTEM,
 };
 
 /// Every file outside the hidden temporary folder.
@@ -173,6 +173,23 @@ async fn a_lost_rename_answer_is_checked_not_repeated_blindly() {
         1,
         "no second rename was needed: {stats:?}"
     );
+}
+
+/// A lost rename answer with another writer's file of the same length in place (a
+/// compaction claim a rival pass took): the temporary file is still there, so the rename
+/// did not happen: `AlreadyPresent`, never `Written`, and the rival's file stays.
+#[tokio::test]
+async fn a_lost_rename_answer_over_another_writers_file_is_already_present() {
+    let server = server().await;
+    let sink = sink(&settings(&server, key()));
+    let mine = file("claims", 1);
+    let rival = rival_in_place(&server, &mine, OpKind::Rename);
+    let results = sink.store_all(vec![mine]).await;
+    assert!(
+        matches!(results[0], Ok(Stored::AlreadyPresent)),
+        "{results:?}"
+    );
+    assert_exactly(&server, &[rival]);
 }
 
 #[tokio::test]

@@ -95,6 +95,28 @@ async fn a_lost_answer_is_resolved_by_head_and_the_file_is_put_once() {
     );
 }
 
+/// A lost answer over another writer's object of the same length (a compaction claim a
+/// rival pass took): the object is read back, its bytes differ, so `AlreadyPresent`, never
+/// `Written`, and the rival's object stays.
+#[tokio::test]
+async fn a_lost_answer_over_another_writers_object_is_already_present() {
+    let moto = moto_with("rival").await;
+    let direct = S3Sink::new(&settings(&moto.endpoint, "rival")).expect("client");
+    let rival = file("claims/part-2", b"rival's");
+    assert_eq!(
+        direct.store_one(rival).await.expect("stored"),
+        Stored::Written
+    );
+    let proxy = FaultProxy::start(&moto.endpoint, PutFault::LoseAnswer, 1).await;
+    let sink = S3Sink::new(&settings(&proxy.endpoint, "rival")).expect("client");
+    let stored = sink.store_one(file("claims/part-2", b"my claim")).await;
+    assert_eq!(stored.expect("settled"), Stored::AlreadyPresent);
+    assert_eq!(
+        moto.object("rival", "claims/part-2").await.as_deref(),
+        Some(&b"rival's"[..])
+    );
+}
+
 #[tokio::test]
 async fn busy_answers_are_retried_until_the_file_is_stored() {
     let moto = moto_with("busy").await;

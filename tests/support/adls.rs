@@ -87,6 +87,27 @@ pub fn file(folder: &str, n: usize) -> LakeFile {
     }
 }
 
+/// Another writer's file at `mine`'s path, of the same length but other bytes (a
+/// compaction claim a rival pass took), stored on the server directly; a lost answer on
+/// `fault` (`ApplyThenDrop`, once) then hides whose file it is from the next store of
+/// `mine`.
+pub fn rival_in_place(
+    server: &DfsServer,
+    mine: &LakeFile,
+    fault: dfs_test_server::OpKind,
+) -> LakeFile {
+    let rival = LakeFile {
+        path: mine.path.clone(),
+        contents: mine.contents.iter().map(|b| b.wrapping_add(1)).collect(),
+    };
+    server.put_file(FILESYSTEM, &rival.path.to_string(), rival.contents.clone());
+    server.faults().push(
+        dfs_test_server::FaultRule::new(fault, dfs_test_server::FaultAction::ApplyThenDrop)
+            .times(1),
+    );
+    rival
+}
+
 /// A well-formed account key that is not the account's.
 pub fn wrong_key() -> Credential {
     Credential::AccountKey(Secret::new(

@@ -166,7 +166,9 @@ impl FaultProxy {
     }
 }
 
-/// One connection: the first request's head decides; the rest is copied both ways.
+/// One connection: the first request's head decides; the rest is copied both ways. Every
+/// request forwarded asks the server to close the connection after it, so the client
+/// opens a new one for its next request and the proxy sees (counts, spoils) each.
 async fn relay(
     mut client: tokio::net::TcpStream,
     upstream: SocketAddr,
@@ -187,7 +189,7 @@ async fn relay(
     };
     let spoil = head.starts_with(b"PUT ") && puts.fetch_add(1, Ordering::SeqCst) < count;
     if !spoil {
-        if server.write_all(&head).await.is_ok() {
+        if server.write_all(&closing(&head)).await.is_ok() {
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
         return;
@@ -220,4 +222,16 @@ async fn relay(
             let _ = server.read(&mut answer).await;
         }
     }
+}
+
+/// The request head with `connection: close` in place of any `connection` header.
+fn closing(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines: Vec<&str> = text
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
 }

@@ -5,8 +5,10 @@
 //! before (names and contents are deterministic).
 //!
 //! A Put Blob whose answer was lost (no answer, or a 500/502/504: the write may have
-//! happened) makes the next attempt's 409 ambiguous: this write, or an earlier one? A Get
-//! Blob Properties settles it: a blob of the expected length is this write, stored.
+//! happened) makes the next attempt's 409 ambiguous: this write, or an earlier one? Reading
+//! the file back settles it: this file's bytes are this write, stored. Bytes, not the
+//! length: a compaction or mirror claim taken by a rival pass can have the same length,
+//! and must come back `AlreadyPresent`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,21 +24,24 @@ use crate::sink::Stored;
 /// attempt's answer was lost.
 pub(super) struct PutOnce<'a> {
     blob: FileClient,
+    /// The same file on the DFS endpoint, to read it back.
+    file: FileClient,
     contents: &'a Bytes,
     answer_lost: AtomicBool,
 }
 
 impl<'a> PutOnce<'a> {
-    pub(super) fn new(blob: FileClient, contents: &'a Bytes) -> PutOnce<'a> {
+    pub(super) fn new(blob: FileClient, file: FileClient, contents: &'a Bytes) -> PutOnce<'a> {
         PutOnce {
             blob,
+            file,
             contents,
             answer_lost: AtomicBool::new(false),
         }
     }
 
     /// One Put Blob. A path already taken is success: `Written` when an earlier attempt
-    /// of this call may have written it and the blob has this file's length, otherwise
+    /// of this call may have written it and the file holds this file's bytes, otherwise
     /// `AlreadyPresent`.
     pub(super) async fn attempt(&self) -> Result<Stored, Failure> {
         let error = match client::put_blob_if_absent(&self.blob, self.contents).await {
@@ -54,17 +59,17 @@ impl<'a> PutOnce<'a> {
         }
     }
 
-    /// Whose file is at the path: this call's (an earlier answer was lost and the length
-    /// matches) or an earlier store's.
+    /// Whose file is at the path: this call's (an earlier answer was lost and the file
+    /// holds these bytes) or an earlier store's.
     async fn taken(&self) -> Stored {
         if !self.answer_lost.load(Ordering::Relaxed) {
             return Stored::AlreadyPresent;
         }
-        let expected = self.contents.len() as u64;
-        match client::blob_length(&self.blob).await {
-            Ok(Some(length)) if length == expected => Stored::Written,
-            // Another length, or no answer: a file is there either way, and files at one
-            // path are the same event's.
+        match client::read_whole(&self.file).await {
+            Ok(found) if found == *self.contents => Stored::Written,
+            // Other bytes, or no answer: a file is there either way. `AlreadyPresent` is
+            // the safe answer: for a change file it is the same event's, and a pass that
+            // loses a claim this way looks again and finishes the part the claim names.
             _ => Stored::AlreadyPresent,
         }
     }

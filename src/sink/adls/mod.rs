@@ -327,7 +327,11 @@ impl Inner {
     ) -> Result<Stored, SinkError> {
         let contents = Bytes::from(file.contents);
         if let Some(blob) = &self.blob {
-            let put = blob::PutOnce::new(blob.get_file_client(path), &contents);
+            let put = blob::PutOnce::new(
+                blob.get_file_client(path),
+                self.filesystem.get_file_client(path),
+                &contents,
+            );
             return self.attempts(path, retry_until, || put.attempt()).await;
         }
         let folder = lake_path::join(file.path.parent_segments());
@@ -435,11 +439,20 @@ impl Inner {
             return Ok(Published::AlreadyThere);
         }
         // Any other failure (a timeout, a reset connection, a 5xx, even an unexpected
-        // 4xx): the rename may have happened and only its answer been lost.
+        // 4xx): the rename may have happened and only its answer been lost. It did if a
+        // file of this length is in place and the temporary name is gone; a file in place
+        // with the temporary file still there is another writer's (a claim a rival pass
+        // took must not come back `Written`).
         let final_file = self.filesystem.get_file_client(path);
         if let Ok(properties) = final_file.get_properties().await {
             if properties.content_length == i64::try_from(length).ok() {
-                return Ok(Published::FoundInPlace);
+                match temp.get_properties().await {
+                    Err(gone) if status_and_code(&gone).map(|(status, _)| status) == Some(404) => {
+                        return Ok(Published::FoundInPlace)
+                    }
+                    Ok(_) => return Ok(Published::AlreadyThere),
+                    Err(_) => {}
+                }
             }
         }
         Err(Failure::of("renaming into place")(error))

@@ -5,8 +5,8 @@
 //! name and no rename: one conditional `PutObject` (`If-None-Match: *`) per file. A 412
 //! means a file is there already: the same event was stored before (names and contents
 //! are deterministic), so success. When a put gets no clear answer (a timeout, a reset
-//! connection, a 5xx) or a 409 (a racing write of the same key), a HEAD on the key
-//! decides: an object of the expected length is the file; otherwise the put is retried.
+//! connection, a 5xx) or a 409 (a racing write of the same key), the object is read back:
+//! this file's bytes mean it is stored; otherwise the put is retried.
 //!
 //! The client's own retries are off: they would replay a conditional put whose first
 //! answer was lost and report the 412 of its own write as a failure, and they know
@@ -18,6 +18,7 @@ mod files;
 mod spooled;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,6 +44,15 @@ const TEMP_FOLDER: &str = "_tmp";
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the S3 client: {0}")]
 pub struct S3ClientError(object_store::Error);
+
+/// `https://<bucket>.<host>` for an endpoint `https://<host>`: the bucket's address in
+/// virtual-hosted style.
+fn virtual_hosted(endpoint: &str, bucket: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, host)) => format!("{scheme}://{bucket}.{host}"),
+        None => format!("{bucket}.{endpoint}"),
+    }
+}
 
 /// Writes records into an S3 bucket. Cheap to clone; one per process.
 #[derive(Clone)]
@@ -81,9 +91,16 @@ impl S3Sink {
             builder = builder.with_region(region);
         }
         if let Some(endpoint) = &settings.endpoint {
+            // Virtual-hosted style takes the endpoint as the bucket's own address: the
+            // bucket goes in front of the host, as S3's own names have it.
+            let endpoint = if settings.path_style {
+                endpoint.clone()
+            } else {
+                virtual_hosted(endpoint, &settings.bucket)
+            };
             builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint);
         }
         builder = builder.with_virtual_hosted_style_request(!settings.path_style);
         if let Some(keys) = &settings.static_keys {
@@ -121,7 +138,7 @@ impl Sink for S3Sink {
         let deadline = retry_until + 2 * inner.settings.request_timeout;
         futures_util::future::join_all(files.into_iter().map(|file| async move {
             let path = file.path.to_string();
-            let contents = PutPayload::from(file.contents);
+            let contents = Bytes::from(file.contents);
             let store = inner.store_with_retries(&file.path, contents, retry_until);
             match tokio::time::timeout_at(deadline, store).await {
                 Ok(outcome) => outcome,
@@ -199,54 +216,79 @@ impl Inner {
     async fn store_with_retries(
         &self,
         path: &LakePath,
-        contents: PutPayload,
+        contents: Bytes,
         retry_until: Instant,
     ) -> Result<Stored, SinkError> {
         let key = self.key(path.segments());
-        let length = contents.content_length() as u64;
-        self.send_with_retries(retry_until, || {
-            self.put_once(&key, contents.clone(), length)
-        })
-        .await
-        .map_err(|failure| {
-            let retryable = failure.is_transient();
-            give_up(&failure, &path.to_string(), retryable)
-        })
+        let answer_lost = AtomicBool::new(false);
+        self.send_with_retries(retry_until, || self.put_once(&key, &contents, &answer_lost))
+            .await
+            .map_err(|failure| {
+                let retryable = failure.is_transient();
+                give_up(&failure, &path.to_string(), retryable)
+            })
     }
 
-    /// One conditional put, and a HEAD when its answer is unclear.
+    /// One conditional put. When its answer is unclear (no answer, a 5xx, a 409 of a
+    /// racing write) the object may be there: it is read back, and only this file's
+    /// bytes count as this write. A later attempt's 412 after a lost answer is settled
+    /// the same way. Comparing bytes, not lengths, matters for files that are not the
+    /// same for every writer: a compaction or mirror claim taken by a rival pass must
+    /// come back `AlreadyPresent`, never `Written`.
     async fn put_once(
         &self,
         key: &Path,
-        contents: PutPayload,
-        length: u64,
+        contents: &Bytes,
+        answer_lost: &AtomicBool,
     ) -> Result<Stored, Failure> {
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self.store.put_opts(key, contents, options).await {
+        let payload = PutPayload::from(contents.clone());
+        match self.store.put_opts(key, payload, options).await {
             Ok(_) => Ok(Stored::Written),
-            // 412: the key is taken, by the same event stored before.
-            Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
+            // 412: the key is taken; by this call only if an earlier answer was lost.
+            Err(error) if is_taken(&error) => {
+                if answer_lost.load(Ordering::Relaxed) && self.holds(key, contents).await {
+                    Ok(Stored::Written)
+                } else {
+                    Ok(Stored::AlreadyPresent)
+                }
+            }
             Err(error) => {
-                // A 409 (a racing write of the same file) or no clear answer: the object
-                // may be there. Only a racing write's object is someone else's.
                 let racing = failure::is_conflict(&error);
                 let failure = Failure::of("storing")(error);
-                if failure.is_transient() && self.found_in_place(key, length).await {
-                    return Ok(if racing {
-                        Stored::AlreadyPresent
-                    } else {
-                        Stored::Written
-                    });
+                if failure.is_transient() {
+                    if !racing {
+                        answer_lost.store(true, Ordering::Relaxed);
+                    }
+                    if self.holds(key, contents).await {
+                        return Ok(if racing {
+                            Stored::AlreadyPresent
+                        } else {
+                            Stored::Written
+                        });
+                    }
                 }
                 Err(failure)
             }
         }
     }
 
-    /// Whether an object of `length` bytes is at `key`: a put whose answer was lost.
+    /// Whether the object at `key` is `contents`, byte for byte (a read that fails says
+    /// no: the caller retries or reports the failure).
+    async fn holds(&self, key: &Path, contents: &Bytes) -> bool {
+        match self.store.get(key).await {
+            Ok(found) if found.meta.size == contents.len() as u64 => {
+                found.bytes().await.is_ok_and(|bytes| bytes == *contents)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an object of `length` bytes is at `key`: a large file (a compaction part,
+    /// whose bytes are fixed by its claim) whose publishing answer was lost.
     async fn found_in_place(&self, key: &Path, length: u64) -> bool {
         self.store
             .head(key)
@@ -324,5 +366,22 @@ fn past_deadline(operation: &'static str, path: String) -> SinkError {
         path,
         detail: "gave up at the request deadline (STORAGE_RETRY_BUDGET_SECS plus two STORAGE_REQUEST_TIMEOUT_SECS)".into(),
         retryable: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::virtual_hosted;
+
+    #[test]
+    fn a_virtual_hosted_endpoint_puts_the_bucket_in_front_of_the_host() {
+        assert_eq!(
+            virtual_hosted("https://s3.example.com", "lake"),
+            "https://lake.s3.example.com"
+        );
+        assert_eq!(
+            virtual_hosted("http://127.0.0.1:9000/", "lake"),
+            "http://lake.127.0.0.1:9000/"
+        );
     }
 }

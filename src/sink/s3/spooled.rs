@@ -11,6 +11,7 @@
 
 use std::path::Path as LocalPath;
 
+use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use tokio::io::AsyncReadExt;
@@ -40,7 +41,7 @@ pub(super) async fn store(
     if size <= SINGLE_PUT_MAX {
         let contents = tokio::fs::read(spooled).await.map_err(local)?;
         return inner
-            .store_with_retries(path, PutPayload::from(contents), retry_until)
+            .store_with_retries(path, Bytes::from(contents), retry_until)
             .await;
     }
     let key = inner.key(path.segments());
