@@ -213,6 +213,29 @@ async fn a_large_spooled_file_is_published_whole_once_and_its_upload_is_hidden()
     );
 }
 
+/// A large file's third part answered 503 once: that part is sent again under its own
+/// number, not the whole file, and the file is published whole.
+#[tokio::test]
+async fn a_failed_part_of_a_large_file_is_sent_again_alone() {
+    let moto = moto_with("parts").await;
+    let proxy = FaultProxy::start_after(&moto.endpoint, PutFault::Busy, 2, 1).await;
+    let sink = S3Sink::new(&settings(&proxy.endpoint, "parts")).expect("client");
+    let dir = tempfile::tempdir().expect("dir");
+    let spooled = dir.path().join("part.jsonl");
+    // Three 8 MiB parts and a short fourth.
+    let size = 3 * 8 * 1024 * 1024 + 4096;
+    let contents: Vec<u8> = (0..size).map(|n| (n % 241) as u8).collect();
+    std::fs::write(&spooled, &contents).expect("spool");
+    let target = path("hourly/d/c/part-1.jsonl");
+    let (stored, retries) =
+        mongo_lake_ingest::sink::counting_retries(sink.store_spooled(&target, &spooled)).await;
+    assert_eq!(stored.expect("stored"), Stored::Written);
+    assert_eq!(retries, 1);
+    // Four parts, the third twice, and the copy that publishes: six PUTs.
+    assert_eq!(proxy.puts(), 6);
+    assert_eq!(&sink.read(&target).await.expect("read")[..], &contents[..]);
+}
+
 #[tokio::test]
 async fn a_missing_bucket_fails_fast_and_names_the_setting() {
     let moto = Moto::start().await;

@@ -194,7 +194,11 @@ impl LateMarkers {
     /// Remembers markers stored (so later requests of the same minute skip them).
     pub fn stored(&self, due: DueMarkers) {
         let mut written = self.lock();
-        if written.minute != due.minute {
+        if due.minute < written.minute {
+            // A slow request of a minute gone: its names are never asked for again.
+            return;
+        }
+        if due.minute > written.minute {
             *written = WrittenThisMinute {
                 minute: due.minute,
                 paths: HashSet::new(),

@@ -7,6 +7,8 @@ use tokio::time::Instant;
 
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(5);
+/// The slowest upload, in bytes per second, that still counts as working, for the deadline.
+const SLOWEST_UPLOAD: u64 = 4 * 1024 * 1024;
 
 /// Exponential backoff with full jitter, bounded by a deadline.
 #[derive(Debug)]
@@ -31,6 +33,16 @@ impl Backoff {
         self.ceiling = (self.ceiling * 2).min(MAX_DELAY);
         (Instant::now() + delay < self.deadline).then_some(delay)
     }
+}
+
+/// Extra time for a file of `length` bytes, beyond a single file's retry budget: a second
+/// per [`SLOWEST_UPLOAD`] bytes. The single-file deadline (budget plus two request
+/// timeouts, at most 220 s) is sized for records of kilobytes; a part of several GB takes
+/// minutes even when nothing fails (3 GB: 13 minutes more at the slowest rate still taken
+/// for working, far below what a worker reaches in its region), and a deadline that ended
+/// every such upload would make compaction fail for good.
+pub(super) fn upload_allowance(length: u64) -> Duration {
+    Duration::from_secs(length.div_ceil(SLOWEST_UPLOAD))
 }
 
 /// A number in [0, 1) from the OS's random source (0.5 if it is unavailable).

@@ -141,7 +141,18 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
+    /// Spoils the first `count` PUTs.
     pub async fn start(upstream: &str, fault: PutFault, count: usize) -> FaultProxy {
+        FaultProxy::start_after(upstream, fault, 0, count).await
+    }
+
+    /// Lets `skip` PUTs through, then spoils the next `count`.
+    pub async fn start_after(
+        upstream: &str,
+        fault: PutFault,
+        skip: usize,
+        count: usize,
+    ) -> FaultProxy {
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
             .parse()
@@ -155,7 +166,7 @@ impl FaultProxy {
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let puts = Arc::clone(&counted);
-                tokio::spawn(relay(client, upstream, puts, fault, count));
+                tokio::spawn(relay(client, upstream, puts, fault, skip..skip + count));
             }
         });
         FaultProxy { endpoint, puts }
@@ -174,7 +185,7 @@ async fn relay(
     upstream: SocketAddr,
     puts: Arc<AtomicUsize>,
     fault: PutFault,
-    count: usize,
+    spoiled: std::ops::Range<usize>,
 ) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -187,7 +198,7 @@ async fn relay(
     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
         return;
     };
-    let spoil = head.starts_with(b"PUT ") && puts.fetch_add(1, Ordering::SeqCst) < count;
+    let spoil = head.starts_with(b"PUT ") && spoiled.contains(&puts.fetch_add(1, Ordering::SeqCst));
     if !spoil {
         if server.write_all(&closing(&head)).await.is_ok() {
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;

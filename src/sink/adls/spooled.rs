@@ -12,7 +12,6 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use azure_storage_datalake::clients::FileClient;
 use bytes::Bytes;
@@ -21,15 +20,13 @@ use tokio::time::Instant;
 use super::retry::{is_transient, Retries};
 use super::{discard, Failure, Inner, Published};
 use crate::domain::{lake_path, LakePath};
+use crate::sink::backoff::upload_allowance;
 use crate::sink::{SinkError, Stored};
 
 /// Bytes per append request: large enough that a GB costs about a hundred requests (each
 /// billed, each a round trip), small enough to hold one in memory, to resend one cheaply
 /// and to send one within the request timeout on a slow link (8 MiB in 30 s is 2 Mbit/s).
 pub const APPEND_CHUNK: u64 = 8 * 1024 * 1024;
-
-/// The slowest upload, in bytes per second, that still counts as working, for the deadline.
-const SLOWEST_UPLOAD: u64 = 4 * 1024 * 1024;
 
 /// Why an attempt stopped.
 enum Stop {
@@ -208,16 +205,6 @@ struct Target<'a> {
     name: &'a str,
     spooled: &'a Path,
     length: u64,
-}
-
-/// Extra time for a file of `length` bytes, beyond a single file's retry budget: a second
-/// per [`SLOWEST_UPLOAD`] bytes. The single-file deadline (budget plus two request
-/// timeouts, at most 220 s) is sized for records of kilobytes; a part of several GB takes
-/// minutes even when nothing fails (3 GB: 13 minutes more at the slowest rate still taken
-/// for working, far below what a worker reaches in its region), and a deadline that ended
-/// every such upload would make compaction fail for good.
-fn upload_allowance(length: u64) -> Duration {
-    Duration::from_secs(length.div_ceil(SLOWEST_UPLOAD))
 }
 
 /// Whether a fresh attempt may succeed after this failure: the temporary file vanished

@@ -20,6 +20,7 @@ mod spooled;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +46,23 @@ const TEMP_FOLDER: &str = "_tmp";
 #[error("cannot set up the S3 client: {0}")]
 pub struct S3ClientError(object_store::Error);
 
+/// The longest a server-side copy of a large file may take (S3 copies about 1 GB in
+/// seconds to tens of seconds; a part is at most 5 GiB).
+const COPY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Client options with `timeout` for each request and for connecting; plain HTTP only
+/// for an `http://` endpoint (a local store).
+fn client_options(settings: &S3Settings, timeout: Duration) -> ClientOptions {
+    let http = settings
+        .endpoint
+        .as_deref()
+        .is_some_and(|endpoint| endpoint.starts_with("http://"));
+    ClientOptions::new()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout)
+        .with_allow_http(http)
+}
+
 /// `https://<bucket>.<host>` for an endpoint `https://<host>`: the bucket's address in
 /// virtual-hosted style.
 fn virtual_hosted(endpoint: &str, bucket: &str) -> String {
@@ -62,6 +80,9 @@ pub struct S3Sink {
 
 struct Inner {
     store: AmazonS3,
+    /// The same bucket with a timeout for one request that moves gigabytes: the
+    /// server-side copy that publishes a large file.
+    copy_store: AmazonS3,
     settings: S3Settings,
     /// `S3_PREFIX`'s folders, before every lake path.
     prefix: Vec<String>,
@@ -81,12 +102,7 @@ impl S3Sink {
                 max_retries: 0,
                 retry_timeout: settings.retry_budget,
                 ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(settings.request_timeout)
-                    .with_connect_timeout(settings.request_timeout),
-            );
+            });
         if let Some(region) = &settings.region {
             builder = builder.with_region(region);
         }
@@ -98,9 +114,7 @@ impl S3Sink {
             } else {
                 virtual_hosted(endpoint, &settings.bucket)
             };
-            builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_endpoint(endpoint);
+            builder = builder.with_endpoint(endpoint);
         }
         builder = builder.with_virtual_hosted_style_request(!settings.path_style);
         if let Some(keys) = &settings.static_keys {
@@ -112,10 +126,22 @@ impl S3Sink {
             }
         }
         // The builder's errors name settings, never secret values.
-        let store = builder.build().map_err(S3ClientError)?;
+        let store = builder
+            .clone()
+            .with_client_options(client_options(settings, settings.request_timeout))
+            .build()
+            .map_err(S3ClientError)?;
+        let copy_store = builder
+            .with_client_options(client_options(
+                settings,
+                settings.request_timeout.max(COPY_TIMEOUT),
+            ))
+            .build()
+            .map_err(S3ClientError)?;
         Ok(S3Sink {
             inner: Arc::new(Inner {
                 store,
+                copy_store,
                 prefix: settings
                     .prefix
                     .iter()

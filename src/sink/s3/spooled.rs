@@ -12,13 +12,16 @@
 use std::path::Path as LocalPath;
 
 use bytes::Bytes;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 use super::failure::Failure;
 use super::{give_up, is_taken, Inner, TEMP_FOLDER};
 use crate::domain::LakePath;
+use crate::sink::backoff::upload_allowance;
 use crate::sink::{SinkError, Stored};
 
 /// The largest file stored with one put (read into memory whole).
@@ -37,7 +40,9 @@ pub(super) async fn store(
         source,
     };
     let size = tokio::fs::metadata(spooled).await.map_err(local)?.len();
-    let retry_until = inner.retry_until();
+    // A large file's budget grows with its size, as on ADLS: the retry budget is for
+    // waiting out failures, not for moving gigabytes.
+    let retry_until = inner.retry_until() + upload_allowance(size);
     if size <= SINGLE_PUT_MAX {
         let contents = tokio::fs::read(spooled).await.map_err(local)?;
         return inner
@@ -46,38 +51,59 @@ pub(super) async fn store(
     }
     let key = inner.key(path.segments());
     let temp = inner.temp_key(path);
-    let outcome = inner
-        .send_with_retries(retry_until, || async {
-            upload(inner, &temp, spooled).await?;
-            match inner.store.copy_if_not_exists(&temp, &key).await {
-                Ok(()) => Ok(Stored::Written),
-                Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
-                Err(error) => {
-                    let failure = Failure::of("publishing")(error);
-                    if failure.is_transient() && inner.found_in_place(&key, size).await {
-                        return Ok(Stored::Written);
-                    }
-                    Err(failure)
-                }
-            }
-        })
-        .await;
+    let outcome = async {
+        upload(inner, &temp, spooled, size, retry_until).await?;
+        inner
+            .send_with_retries(retry_until, || publish(inner, &temp, &key, size))
+            .await
+    }
+    .await;
     // Best effort: a leftover is hidden and harmless.
     let _ = inner.store.delete(&temp).await;
     outcome.map_err(|failure| give_up(&failure, &path.to_string(), failure.is_transient()))
 }
 
-/// Uploads the file to `temp` in parts, one part in memory at a time.
-async fn upload(inner: &Inner, temp: &Path, spooled: &LocalPath) -> Result<(), Failure> {
-    let mut upload = inner
-        .store
-        .put_multipart(temp)
-        .await
-        .map_err(Failure::of("starting upload"))?;
+/// Copies the uploaded `temp` onto `key` unless something is there: one conditional
+/// multipart copy, on the client whose timeout allows a server-side copy of gigabytes.
+async fn publish(inner: &Inner, temp: &Path, key: &Path, size: u64) -> Result<Stored, Failure> {
+    match inner.copy_store.copy_if_not_exists(temp, key).await {
+        Ok(()) => Ok(Stored::Written),
+        Err(error) if is_taken(&error) => Ok(Stored::AlreadyPresent),
+        Err(error) => {
+            let failure = Failure::of("publishing")(error);
+            // A part's bytes are fixed by its claim: the length tells a lost answer.
+            if failure.is_transient() && inner.found_in_place(key, size).await {
+                return Ok(Stored::Written);
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// Uploads the file to `temp` in parts, one part in memory at a time; each step is
+/// retried on its own (a part again under its own number), so a failure late in a large
+/// file costs one part, not the file.
+async fn upload(
+    inner: &Inner,
+    temp: &Path,
+    spooled: &LocalPath,
+    size: u64,
+    retry_until: Instant,
+) -> Result<(), Failure> {
+    let store = &inner.store;
+    let id = inner
+        .send_with_retries(retry_until, || async {
+            store
+                .create_multipart(temp)
+                .await
+                .map_err(Failure::of("starting upload"))
+        })
+        .await?;
     let sent = async {
         let mut file = tokio::fs::File::open(spooled)
             .await
             .map_err(local_failure)?;
+        let mut parts = Vec::new();
         loop {
             let mut part = Vec::with_capacity(PART);
             (&mut file)
@@ -88,20 +114,38 @@ async fn upload(inner: &Inner, temp: &Path, spooled: &LocalPath) -> Result<(), F
             if part.is_empty() {
                 break;
             }
-            upload
-                .put_part(PutPayload::from(part))
-                .await
-                .map_err(Failure::of("uploading part"))?;
+            let payload = PutPayload::from(part);
+            let index = parts.len();
+            let part_id = inner
+                .send_with_retries(retry_until, || async {
+                    store
+                        .put_part(temp, &id, index, payload.clone())
+                        .await
+                        .map_err(Failure::of("uploading part"))
+                })
+                .await?;
+            parts.push(part_id);
         }
-        upload
-            .complete()
+        inner
+            .send_with_retries(retry_until, || async {
+                match store.complete_multipart(temp, &id, parts.clone()).await {
+                    Ok(_) => Ok(()),
+                    Err(error) => {
+                        let failure = Failure::of("completing upload")(error);
+                        // A completion whose answer was lost ends the upload: a retry
+                        // finds no upload, and the object in place says it completed.
+                        if inner.found_in_place(temp, size).await {
+                            return Ok(());
+                        }
+                        Err(failure)
+                    }
+                }
+            })
             .await
-            .map_err(Failure::of("completing upload"))?;
-        Ok(())
     }
     .await;
     if sent.is_err() {
-        let _ = upload.abort().await;
+        let _ = store.abort_multipart(temp, &id).await;
     }
     sent
 }
