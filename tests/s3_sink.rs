@@ -351,6 +351,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// A store that ignores `If-None-Match` (here moto behind a proxy that drops the header)
+/// keeps change files right (their bytes are fixed per event) but would let two passes
+/// own one claim: the compaction pass checks first and refuses, naming the setting.
+// Two workers: the command below blocks one while the proxy runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_refuses_a_store_that_ignores_if_none_match() {
+    let moto = moto_with("unconditional").await;
+    let proxy = FaultProxy::start(&moto.endpoint, PutFault::IgnoreCondition, usize::MAX).await;
+    let env = s3_env(&proxy.endpoint, "unconditional");
+    let output = run(&["compact"], &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("If-None-Match") && stderr.contains("S3_ENDPOINT"),
+        "{stderr}"
+    );
+    // Through moto itself the same pass runs.
+    let direct = run(&["compact"], &s3_env(&moto.endpoint, "unconditional"));
+    assert!(
+        direct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_compaction_pass_runs_on_s3() {
     let moto = moto_with("compact").await;

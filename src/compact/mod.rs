@@ -204,6 +204,8 @@ impl Compactor {
             summary.off = true;
             return Ok(summary);
         }
+        // Claims need a store that keeps the first file at a path.
+        self.sink.verify_write_once().await?;
         let paths = StatePaths::new(self.settings.root.clone());
         let context = Context {
             sink: self.sink.as_ref(),

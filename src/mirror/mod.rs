@@ -163,6 +163,8 @@ impl Mirror {
         summary: &mut MirrorSummary,
     ) -> Result<(), MirrorError> {
         let lake = self.lake.as_ref();
+        // Claims need a store that keeps the first file at a path.
+        lake.verify_write_once().await?;
         let paths = MirrorPaths::new(self.settings.state_root.clone());
         let landing_paths = LandingPaths::new(self.settings.landing_directory.clone());
         let start_seconds = unix_seconds(now);

@@ -184,6 +184,15 @@ pub trait Sink: Send + Sync + 'static {
     /// local lake: a file can be made in its folder).
     async fn probe(&self) -> Result<(), SinkError>;
 
+    /// Checks that the store keeps the first file at a path, refusing a second write (the
+    /// write-once contract of [`Sink::store_all`]), which compaction's and the mirror's
+    /// claims rely on to give each part one owner. A store that cannot break it (the
+    /// local lake, ADLS) answers at once; one that could (an S3-compatible store that
+    /// ignores `If-None-Match`) is tried once per process.
+    async fn verify_write_once(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Stores one file ([`Sink::store_all`] of one).
     async fn store_one(&self, file: LakeFile) -> Result<Stored, SinkError> {
         self.store_all(vec![file])

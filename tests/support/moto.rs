@@ -132,6 +132,9 @@ pub enum PutFault {
     LoseAnswer,
     /// Answer 503 SlowDown without forwarding.
     Busy,
+    /// Forward the request without its `If-None-Match`: a store that ignores the
+    /// condition.
+    IgnoreCondition,
 }
 
 /// A loopback proxy to moto that spoils the first `count` PUTs; counts every PUT.
@@ -206,6 +209,17 @@ async fn relay(
         return;
     }
     match fault {
+        PutFault::IgnoreCondition => {
+            let text = String::from_utf8_lossy(&head);
+            let unconditional: Vec<&str> = text
+                .split("\r\n")
+                .filter(|line| !line.to_ascii_lowercase().starts_with("if-none-match:"))
+                .collect();
+            let head = closing(unconditional.join("\r\n").as_bytes());
+            if server.write_all(&head).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            }
+        }
         PutFault::Busy => {
             let body =
                 "<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>";

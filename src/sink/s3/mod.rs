@@ -88,6 +88,8 @@ struct Inner {
     prefix: Vec<String>,
     /// Bounds the requests in flight across all requests (and so the connections).
     permits: Semaphore,
+    /// Set once the store was seen to refuse a second conditional put of one key.
+    write_once: tokio::sync::OnceCell<()>,
 }
 
 impl S3Sink {
@@ -149,6 +151,7 @@ impl S3Sink {
                     .collect(),
                 settings: settings.clone(),
                 permits: Semaphore::new(settings.write_concurrency),
+                write_once: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -208,6 +211,17 @@ impl Sink for S3Sink {
 
     /// One listing of at most one key under the prefix: what a wrong credential, a
     /// missing bucket or a missing permission fails. No retries.
+    /// Once per process: a hidden key put twice with `If-None-Match: *` must be refused
+    /// the second time. Transient failures are not remembered (the next pass tries again).
+    async fn verify_write_once(&self) -> Result<(), SinkError> {
+        let inner = &self.inner;
+        inner
+            .write_once
+            .get_or_try_init(|| inner.check_write_once())
+            .await
+            .map(drop)
+    }
+
     async fn probe(&self) -> Result<(), SinkError> {
         let inner = &self.inner;
         let prefix = inner.key(&[]);
@@ -223,6 +237,38 @@ impl Sink for S3Sink {
 }
 
 impl Inner {
+    /// Puts one hidden key twice, conditionally: the second put must be refused (412).
+    async fn check_write_once(&self) -> Result<(), SinkError> {
+        let key = self.temp_key_named("write-once-check");
+        let contents = Bytes::from_static(b"write-once check\n");
+        let put = || async {
+            let answer_lost = AtomicBool::new(false);
+            self.send_with_retries(self.retry_until(), || {
+                self.put_once(&key, &contents, &answer_lost)
+            })
+            .await
+        };
+        let outcome = match (put().await, put().await) {
+            (Ok(_), Ok(Stored::AlreadyPresent)) => Ok(()),
+            (Ok(_), Ok(Stored::Written)) => Err(SinkError::Storage {
+                operation: "checking write-once",
+                path: self.settings.bucket.clone(),
+                detail: "the store accepted a second conditional PutObject of one key: it \
+                         ignores `If-None-Match: *`, which compaction's and the mirror's \
+                         claims need; this store (S3_ENDPOINT) is not supported for them"
+                    .to_owned(),
+                retryable: false,
+            }),
+            (Err(failure), _) | (_, Err(failure)) => {
+                let retryable = failure.is_transient();
+                Err(give_up(&failure, &self.settings.bucket, retryable))
+            }
+        };
+        // Best effort: a leftover is hidden and harmless.
+        let _ = self.store.delete(&key).await;
+        outcome
+    }
+
     /// The object key of lake path segments: the prefix, then the segments as they stand
     /// (never re-encoded, so keys equal the local lake's relative paths).
     fn key(&self, segments: &[Segment]) -> Path {

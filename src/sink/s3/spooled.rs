@@ -160,10 +160,15 @@ fn local_failure(error: std::io::Error) -> Failure {
 impl Inner {
     /// A fresh hidden key for `path`'s upload: `<prefix>/_tmp/<name>.<random>`.
     fn temp_key(&self, path: &LakePath) -> Path {
+        self.temp_key_named(path.file_name().as_str())
+    }
+
+    /// A fresh hidden key `<prefix>/_tmp/<name>.<random>`.
+    pub(super) fn temp_key_named(&self, name: &str) -> Path {
         let mut bytes = [0u8; 16];
         let _ = getrandom::getrandom(&mut bytes);
         let suffix: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        let name = format!("{}.{suffix}", path.file_name().as_str());
+        let name = format!("{name}.{suffix}");
         let parts = self
             .prefix
             .iter()
