@@ -43,7 +43,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use self::client::{identity_credential, ClientError};
-use self::retry::{is_transient, status_and_code, Retries};
+use self::retry::{is_not_found, is_transient, status_and_code, Retries};
 pub use self::spooled::APPEND_CHUNK;
 use super::{LakeFile, ListPages, Sink, SinkError, Stored};
 use crate::configuration::{AdlsSettings, WriteProtocol};
@@ -280,9 +280,7 @@ impl Inner {
         let probe = blob.get_file_client(format!("{}/probe", self.temp_folder));
         let error = match client::blob_length(&probe).await {
             Ok(_) => return Ok(()),
-            Err(error) if status_and_code(&error).map(|(status, _)| status) == Some(404) => {
-                return Ok(())
-            }
+            Err(error) if is_not_found(&error) => return Ok(()),
             Err(error) => error,
         };
         let retryable = is_transient(&error);
@@ -447,9 +445,7 @@ impl Inner {
         if let Ok(properties) = final_file.get_properties().await {
             if properties.content_length == i64::try_from(length).ok() {
                 match temp.get_properties().await {
-                    Err(gone) if status_and_code(&gone).map(|(status, _)| status) == Some(404) => {
-                        return Ok(Published::FoundInPlace)
-                    }
+                    Err(gone) if is_not_found(&gone) => return Ok(Published::FoundInPlace),
                     Ok(_) => return Ok(Published::AlreadyThere),
                     Err(_) => {}
                 }

@@ -61,6 +61,11 @@ pub(super) fn status_and_code(error: &azure_core::Error) -> Option<(u16, Option<
     }
 }
 
+/// Whether a request was answered 404 (the path, or the filesystem, is not there).
+pub(super) fn is_not_found(error: &azure_core::Error) -> bool {
+    status_and_code(error).is_some_and(|(status, _)| status == 404)
+}
+
 /// The retries of one operation: waits within its budget, and a `warn` line for each
 /// retry, the same for writes, listings, reads and deletes.
 #[derive(Debug)]

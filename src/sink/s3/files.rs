@@ -36,10 +36,7 @@ pub(super) fn list(inner: Arc<Inner>, folder: &[Segment]) -> ListPages {
                 let next = more.then_some((inner, prefix, last));
                 Some((Ok(listed), next))
             }
-            Err(failure) => {
-                let retryable = failure.is_transient();
-                Some((Err(give_up(&failure, prefix.as_ref(), retryable)), None))
-            }
+            Err(failure) => Some((Err(give_up(&failure, prefix.as_ref())), None)),
         }
     })
     // A page of only hidden objects is skipped: pages are never empty.
@@ -106,7 +103,7 @@ impl Inner {
                 operation,
                 path: path.to_string(),
             }),
-            Err(failure) => Err(give_up(&failure, &path.to_string(), failure.is_transient())),
+            Err(failure) => Err(give_up(&failure, &path.to_string())),
         }
     }
 
@@ -127,7 +124,7 @@ impl Inner {
                 error: object_store::Error::NotFound { .. },
                 ..
             }) => Ok(()),
-            Err(failure) => Err(give_up(&failure, &path.to_string(), failure.is_transient())),
+            Err(failure) => Err(give_up(&failure, &path.to_string())),
         }
     }
 
@@ -141,7 +138,7 @@ impl Inner {
                     .map_err(Failure::of("listing folders"))
             })
             .await
-            .map_err(|failure| give_up(&failure, prefix.as_ref(), failure.is_transient()))?;
+            .map_err(|failure| give_up(&failure, prefix.as_ref()))?;
         let at_root = folder.is_empty();
         Ok(listed
             .common_prefixes

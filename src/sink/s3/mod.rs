@@ -229,8 +229,7 @@ impl Sink for S3Sink {
             Ok(_) => Ok(()),
             Err(error) => {
                 let failure = Failure::of("checking bucket")(error);
-                let retryable = failure.is_transient();
-                Err(give_up(&failure, &inner.settings.bucket, retryable))
+                Err(give_up(&failure, &inner.settings.bucket))
             }
         }
     }
@@ -241,13 +240,7 @@ impl Inner {
     async fn check_write_once(&self) -> Result<(), SinkError> {
         let key = self.temp_key_named("write-once-check");
         let contents = Bytes::from_static(b"write-once check\n");
-        let put = || async {
-            let answer_lost = AtomicBool::new(false);
-            self.send_with_retries(self.retry_until(), || {
-                self.put_once(&key, &contents, &answer_lost)
-            })
-            .await
-        };
+        let put = || self.put_with_retries(&key, &contents, self.retry_until());
         let outcome = match (put().await, put().await) {
             (Ok(_), Ok(Stored::AlreadyPresent)) => Ok(()),
             (Ok(_), Ok(Stored::Written)) => Err(SinkError::Storage {
@@ -259,10 +252,7 @@ impl Inner {
                     .to_owned(),
                 retryable: false,
             }),
-            (Err(failure), _) | (_, Err(failure)) => {
-                let retryable = failure.is_transient();
-                Err(give_up(&failure, &self.settings.bucket, retryable))
-            }
+            (Err(failure), _) | (_, Err(failure)) => Err(give_up(&failure, &self.settings.bucket)),
         };
         // Best effort: a leftover is hidden and harmless.
         let _ = self.store.delete(&key).await;
@@ -292,13 +282,22 @@ impl Inner {
         retry_until: Instant,
     ) -> Result<Stored, SinkError> {
         let key = self.key(path.segments());
-        let answer_lost = AtomicBool::new(false);
-        self.send_with_retries(retry_until, || self.put_once(&key, &contents, &answer_lost))
+        self.put_with_retries(&key, &contents, retry_until)
             .await
-            .map_err(|failure| {
-                let retryable = failure.is_transient();
-                give_up(&failure, &path.to_string(), retryable)
-            })
+            .map_err(|failure| give_up(&failure, &path.to_string()))
+    }
+
+    /// Conditional puts of `contents` at `key` until one answers, remembering across
+    /// attempts whether an answer was lost.
+    async fn put_with_retries(
+        &self,
+        key: &Path,
+        contents: &Bytes,
+        retry_until: Instant,
+    ) -> Result<Stored, Failure> {
+        let answer_lost = AtomicBool::new(false);
+        self.send_with_retries(retry_until, || self.put_once(key, contents, &answer_lost))
+            .await
     }
 
     /// One conditional put. When its answer is unclear (no answer, a 5xx, a 409 of a
@@ -421,13 +420,13 @@ fn is_taken(error: &object_store::Error) -> bool {
     ) && !failure::is_conflict(error)
 }
 
-/// The error for a failure no more attempts will follow.
-fn give_up(failure: &Failure, path: &str, retryable: bool) -> SinkError {
+/// The error for a failure no more attempts will follow: retryable when it was transient.
+fn give_up(failure: &Failure, path: &str) -> SinkError {
     SinkError::Storage {
         operation: failure.operation,
         path: path.to_owned(),
         detail: failure.describe(),
-        retryable,
+        retryable: failure.is_transient(),
     }
 }
 

@@ -60,7 +60,7 @@ pub(super) async fn store(
     .await;
     // Best effort: a leftover is hidden and harmless.
     let _ = inner.store.delete(&temp).await;
-    outcome.map_err(|failure| give_up(&failure, &path.to_string(), failure.is_transient()))
+    outcome.map_err(|failure| give_up(&failure, &path.to_string()))
 }
 
 /// Copies the uploaded `temp` onto `key` unless something is there: one conditional
